@@ -1,0 +1,167 @@
+"""The controlled-dissipative (port-Hamiltonian) vector field.
+
+    dz/dt = (J - R(z)) grad H(z) + G(z) u + r(z, u)
+
+J is the canonical symplectic matrix, so J grad H = (dH/dp, -dH/dq). R(z) is positive
+semi-definite (friction only removes energy), G(z) u are the generalized forces of the action,
+r(z, u) an optional learned residual for whatever the energy structure cannot explain.
+
+Along any trajectory the energy balance holds exactly:
+    dH/dt = -grad H^T R grad H + grad H^T G u + grad H^T r
+           = -(dissipated power) + (control power) + (residual power),
+which is what the studio's energy ledger integrates and what the tests check.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from hwm_studio.physics.energy import Hamiltonian
+from hwm_studio.state import PhaseState
+
+
+class Dissipation(nn.Module, ABC):
+    """R(z) grad H(z) for a positive semi-definite R(z) (PSD must hold by construction)."""
+
+    @abstractmethod
+    def apply(self, state: PhaseState, hamiltonian: Hamiltonian) -> PhaseState:
+        """Return R(z) grad H(z) as a (q-part, p-part) pair, each (B, E, D)."""
+
+
+class InputMap(nn.Module, ABC):
+    """G(z) u: how an action of dimension `action_dim` pushes the state."""
+
+    action_dim: int
+
+    @abstractmethod
+    def apply(self, state: PhaseState, u: Tensor) -> PhaseState:
+        """Return G(z) u for u of shape (B, action_dim)."""
+
+
+class Residual(nn.Module, ABC):
+    """r(z, u): a correction outside the energy structure; its size is penalised in training."""
+
+    @abstractmethod
+    def apply(self, state: PhaseState, u: Tensor | None) -> PhaseState:
+        """Return r(z, u), each part (B, E, D)."""
+
+
+class MomentumDamping(Dissipation):
+    """Viscous friction on momenta: R = diag(0, gamma_i I), so dp/dt gains -gamma_i dH/dp_i.
+
+    gamma >= 0 (scalar or one per entity) makes R positive semi-definite. For a pendulum,
+    dH/dp is the angular velocity, so this is a torque -gamma * omega.
+    """
+
+    def __init__(self, gamma: float | Sequence[float]) -> None:
+        super().__init__()
+        g = torch.as_tensor(gamma, dtype=torch.float64).reshape(1, -1, 1)
+        if not torch.isfinite(g).all() or (g < 0).any():
+            raise ValueError(f"damping gamma must be finite and >= 0 (R must be PSD), got {gamma}")
+        self.register_buffer("gamma", g)
+
+    def apply(self, state: PhaseState, hamiltonian: Hamiltonian) -> PhaseState:
+        gp = hamiltonian.grad_p(state.q, state.p)
+        return PhaseState(torch.zeros_like(state.q), self.gamma.to(gp.dtype) * gp)
+
+
+class LinearInputMap(InputMap):
+    """Constant G acting on momenta: dp/dt gains (G u) reshaped to (E, D).
+
+    `matrix` has shape (E * D, A): column a is the generalized force of unit action a.
+    """
+
+    def __init__(self, matrix: Tensor | Sequence[Sequence[float]], n_entities: int, dim: int) -> None:
+        super().__init__()
+        g = torch.as_tensor(matrix, dtype=torch.float64)
+        if g.ndim != 2 or g.shape[0] != n_entities * dim:
+            raise ValueError(f"input matrix must have shape ({n_entities * dim}, A), got {tuple(g.shape)}")
+        self.register_buffer("matrix", g)
+        self.action_dim = g.shape[1]
+        self.n_entities, self.dim = n_entities, dim
+
+    def apply(self, state: PhaseState, u: Tensor) -> PhaseState:
+        force = (u @ self.matrix.to(u.dtype).T).reshape(u.shape[0], self.n_entities, self.dim)
+        return PhaseState(torch.zeros_like(state.q), force.expand_as(state.p))
+
+
+class PortHamiltonianField(nn.Module):
+    """The full vector field, with the studio's knobs as plain attributes.
+
+    Knobs (changed live by sliders, read at every evaluation):
+        dissipation_scale: multiplies R (0 switches friction off; stays PSD for scale >= 0).
+        residual_scale: multiplies r (0 gives the pure port-Hamiltonian model).
+    """
+
+    def __init__(
+        self,
+        hamiltonian: Hamiltonian,
+        dissipation: Dissipation | None = None,
+        input_map: InputMap | None = None,
+        residual: Residual | None = None,
+    ) -> None:
+        super().__init__()
+        self.hamiltonian = hamiltonian
+        self.dissipation = dissipation
+        self.input_map = input_map
+        self.residual = residual
+        self.dissipation_scale = 1.0
+        self.residual_scale = 1.0
+
+    @property
+    def action_dim(self) -> int:
+        return 0 if self.input_map is None else self.input_map.action_dim
+
+    def _dissipating(self) -> bool:
+        return self.dissipation is not None and self.dissipation_scale != 0.0
+
+    def _residual_on(self) -> bool:
+        return self.residual is not None and self.residual_scale != 0.0
+
+    def is_conservative(self, u: Tensor | None) -> bool:
+        """True when only J grad H acts (decided from configuration, never from values)."""
+        controlled = u is not None and self.input_map is not None
+        return not (self._dissipating() or controlled or self._residual_on())
+
+    def check_action(self, u: Tensor | None, batch: int) -> None:
+        """Fail clearly when an action does not fit this field (shape and batch)."""
+        if u is None:
+            return
+        if u.ndim != 2 or u.shape[1] != self.action_dim or u.shape[0] not in (1, batch):
+            raise ValueError(f"action must have shape ({batch}, {self.action_dim}); got {tuple(u.shape)}")
+
+    def conservative(self, state: PhaseState) -> PhaseState:
+        """J grad H."""
+        return self.hamiltonian.hamilton_field(state)
+
+    def nonconservative(self, state: PhaseState, u: Tensor | None) -> PhaseState:
+        """-R grad H + G u + r: everything that exchanges energy with the outside."""
+        out = PhaseState.zeros_like(state)
+        if self._dissipating():
+            out = out.axpy(-self.dissipation_scale, self.dissipation.apply(state, self.hamiltonian))
+        if u is not None and self.input_map is not None:
+            out = out.axpy(1.0, self.input_map.apply(state, u))
+        if self._residual_on():
+            out = out.axpy(self.residual_scale, self.residual.apply(state, u))
+        return out
+
+    def forward(self, state: PhaseState, u: Tensor | None = None) -> PhaseState:
+        """dz/dt at `state` under action `u` (B, A) or None."""
+        return self.conservative(state).axpy(1.0, self.nonconservative(state, u))
+
+    def powers(self, state: PhaseState, u: Tensor | None) -> dict[str, Tensor]:
+        """Energy-balance powers, each (B,): dH/dt = -dissipated + control + residual."""
+        grad = self.hamiltonian.grad(state)
+        zero = torch.zeros(state.batch_size, dtype=state.dtype, device=state.device)
+        dissipated, control, residual = zero, zero, zero
+        if self._dissipating():
+            dissipated = self.dissipation_scale * grad.dot(self.dissipation.apply(state, self.hamiltonian))
+        if u is not None and self.input_map is not None:
+            control = grad.dot(self.input_map.apply(state, u))
+        if self._residual_on():
+            residual = self.residual_scale * grad.dot(self.residual.apply(state, u))
+        return {"dissipated": dissipated, "control": control, "residual": residual}
