@@ -1,0 +1,155 @@
+"""Integrators tested by their mathematics: order, symplecticity, energy behaviour, reversibility."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from hwm_studio.physics import INTEGRATORS, PortHamiltonianField, get_integrator, rollout
+from hwm_studio.physics.integrators import RK4, Leapfrog
+from hwm_studio.state import PhaseState
+from hwm_studio.systems import get_system
+
+SPLITTING = [n for n, c in INTEGRATORS.items() if c.symplectic]
+
+
+def _final_state(field: PortHamiltonianField, name: str, z0: PhaseState, t_end: float, dt: float, u=None):
+    steps = round(t_end / dt)
+    actions = None if u is None else u.expand(z0.batch_size, steps, -1)
+    integ = get_integrator(name, iterations=40) if name != "rk4" else RK4()
+    with torch.no_grad():
+        traj = rollout(field, integ, z0, actions=actions, dt=dt, steps=steps, record_energy=False)
+    return traj.state(-1)
+
+
+def _reference(field: PortHamiltonianField, z0: PhaseState, t_end: float, u=None) -> PhaseState:
+    return _final_state(field, "rk4", z0, t_end, 1e-4, u)
+
+
+def _fitted_order(field, name, z0, dts, t_end, u=None) -> float:
+    ref = _reference(field, z0, t_end, u)
+    errs = []
+    for dt in dts:
+        z = _final_state(field, name, z0, t_end, dt, u)
+        errs.append(float(torch.sqrt(((z.q - ref.q) ** 2).sum() + ((z.p - ref.p) ** 2).sum())))
+    slope = np.polyfit(np.log(dts), np.log(errs), 1)[0]
+    return float(slope)
+
+
+@pytest.mark.parametrize("name", list(INTEGRATORS))
+@pytest.mark.parametrize("system_name", ["pendulum", "double_pendulum"])
+def test_convergence_order_matches_declared(name: str, system_name: str) -> None:
+    """Fitted log-log slope of global error vs dt is within 0.3 of the declared order (float64),
+    on a separable (pendulum) and a non-separable (double pendulum) Hamiltonian."""
+    system = get_system(system_name)
+    z0 = system.sample_initial(4, torch.Generator().manual_seed(1))
+    # 4th-order schemes reach their asymptotic regime at smaller dt on the stiffer double pendulum
+    dts = [0.08, 0.04, 0.02, 0.01] if INTEGRATORS[name].order <= 2 else [0.05, 0.025, 0.0125, 0.00625]
+    slope = _fitted_order(system.field(), name, z0, dts, t_end=1.6)
+    assert abs(slope - INTEGRATORS[name].order) < 0.3, f"{name} on {system_name}: slope {slope:.3f}"
+
+
+@pytest.mark.parametrize("name", list(INTEGRATORS))
+def test_order_with_damping_and_control_is_at_least_two_or_declared(name: str) -> None:
+    """Friction and actions enter by Strang splitting: order min(declared, 2) is kept."""
+    system = get_system("pendulum")
+    z0 = system.sample_initial(4, torch.Generator().manual_seed(2))
+    u = torch.tensor([[[0.7]]], dtype=torch.float64)
+    expected = min(INTEGRATORS[name].order, 2) if INTEGRATORS[name].symplectic else INTEGRATORS[name].order
+    dts = [0.08, 0.04, 0.02, 0.01] if expected <= 2 else [0.2, 0.1, 0.05, 0.025]
+    slope = _fitted_order(system.field(damping=0.4), name, z0, dts, t_end=1.6, u=u)
+    assert slope > expected - 0.3, f"{name}: slope {slope:.3f}, expected >= {expected}"
+
+
+def _step_jacobian(name: str, system_name: str, dt: float) -> torch.Tensor:
+    system = get_system(system_name)
+    field = system.field()
+    integ = get_integrator(name, iterations=60) if name != "rk4" else RK4()
+    z0 = system.sample_initial(1, torch.Generator().manual_seed(3))
+    e, d = z0.n_entities, z0.dim
+    flat0 = torch.cat([z0.q.reshape(-1), z0.p.reshape(-1)])
+
+    def step(flat: torch.Tensor) -> torch.Tensor:
+        z = PhaseState(flat[: e * d].reshape(1, e, d), flat[e * d :].reshape(1, e, d))
+        out = integ.step(field, z, None, dt)
+        return torch.cat([out.q.reshape(-1), out.p.reshape(-1)])
+
+    return torch.autograd.functional.jacobian(step, flat0)
+
+
+@pytest.mark.parametrize("name", list(INTEGRATORS))
+@pytest.mark.parametrize("system_name", ["pendulum", "double_pendulum", "three_body"])
+def test_symplectic_schemes_preserve_the_symplectic_form(name: str, system_name: str) -> None:
+    """M^T J M = J for the Jacobian M of one step iff the scheme is symplectic (RK4 is not)."""
+    m = _step_jacobian(name, system_name, dt=0.1)
+    n = m.shape[0] // 2
+    eye, zero = torch.eye(n, dtype=m.dtype), torch.zeros(n, n, dtype=m.dtype)
+    j = torch.cat([torch.cat([zero, eye], 1), torch.cat([-eye, zero], 1)], 0)
+    defect = float((m.T @ j @ m - j).abs().max())
+    if INTEGRATORS[name].symplectic:
+        assert defect < 1e-12, f"{name} on {system_name}: symplectic defect {defect:.2e}"
+    else:  # RK4's defect is O(dt^5) per step: small, but many orders above round-off
+        assert defect > 1e-9, f"{name} should not be symplectic, defect {defect:.2e}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(INTEGRATORS))
+def test_energy_error_bounded_for_symplectic_and_drifting_for_rk4(name: str) -> None:
+    """10^5 pendulum steps: a symplectic scheme's energy error stays at its initial level;
+    RK4's grows secularly."""
+    system = get_system("pendulum")
+    z0 = system.sample_initial(8, torch.Generator().manual_seed(4))
+    steps = 100_000
+    with torch.no_grad():
+        traj = rollout(system.field(), get_integrator(name), z0, dt=0.05, steps=steps)
+    err = (traj.energy["total"] - traj.energy["total"][:, :1]).abs()  # (B, T+1)
+    tenth = steps // 10
+    early, late = float(err[:, :tenth].max()), float(err[:, -tenth:].max())
+    if INTEGRATORS[name].symplectic:
+        assert late <= 1.05 * early + 1e-12, f"{name}: error grew from {early:.3e} to {late:.3e}"
+        assert late < 0.1 * float(traj.energy["total"][:, 0].abs().min()) + 1.5
+    else:
+        assert late > 5 * early, f"rk4 should drift: {early:.3e} -> {late:.3e}"
+
+
+@pytest.mark.parametrize("system_name", ["pendulum", "double_pendulum"])
+def test_leapfrog_is_time_reversible(system_name: str) -> None:
+    """N steps forward, flip momenta, N steps, flip back: the start state returns (to round-off)."""
+    system = get_system(system_name)
+    field = system.field()
+    integ = Leapfrog(iterations=60)
+    z0 = system.sample_initial(5, torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        fwd = rollout(field, integ, z0, dt=0.05, steps=400, record_energy=False).state(-1)
+        back = rollout(field, integ, PhaseState(fwd.q, -fwd.p), dt=0.05, steps=400, record_energy=False).state(-1)
+    assert torch.allclose(back.q, z0.q, atol=1e-9)
+    assert torch.allclose(-back.p, z0.p, atol=1e-9)
+
+
+def test_hamiltons_equations_and_rollout_match_the_analytic_spring() -> None:
+    """Spring (m = 2, k = 3): the field is (p/m, -k q) and q(t) = A cos(w t) + (p0 / (m w)) sin(w t)."""
+    system = get_system("spring", m=2.0, k=3.0)
+    field = system.field()
+    z0 = system.sample_initial(6, torch.Generator().manual_seed(6))
+    f = field(z0)
+    assert torch.allclose(f.q, z0.p / 2.0)
+    assert torch.allclose(f.p, -3.0 * z0.q)
+    w = math.sqrt(3.0 / 2.0)
+    dt, steps = 0.01, 1000
+    with torch.no_grad():
+        traj = rollout(field, get_integrator("yoshida4"), z0, dt=dt, steps=steps)
+    t = torch.arange(steps + 1, dtype=torch.float64) * dt
+    q0, p0 = z0.q[:, 0, 0, None], z0.p[:, 0, 0, None]
+    q_true = q0 * torch.cos(w * t) + p0 / (2.0 * w) * torch.sin(w * t)
+    p_true = 2.0 * (-q0 * w * torch.sin(w * t) + p0 / 2.0 * torch.cos(w * t))
+    # Yoshida's global error here is ~ w t (w dt)^4 ~ 1e-8
+    assert torch.allclose(traj.q[:, :, 0, 0], q_true, atol=5e-8)
+    assert torch.allclose(traj.p[:, :, 0, 0], p_true, atol=5e-8)
+
+
+def test_unknown_integrator_name_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="unknown integrator 'euler'"):
+        get_integrator("euler")
