@@ -1,0 +1,1 @@
+"""Panel components (Viewers) shared by `apps/` and notebooks. Imports panel; the library does not."""
