@@ -142,7 +142,10 @@ class SimulatorExplorer(pn.viewable.Viewer):
         )
         return pn.Row(
             pn.Column("### Ground-truth explorer", controls, self._video_fig, self._player, width=320),
-            pn.Column(self._status, pn.Row(self._phase_fig, self._energy_fig, sizing_mode="stretch_width"),
-                      sizing_mode="stretch_width"),  # fmt: skip
+            pn.Column(
+                self._status,
+                pn.Row(self._phase_fig, self._energy_fig, sizing_mode="stretch_width"),
+                sizing_mode="stretch_width",
+            ),
             sizing_mode="stretch_width",
         )
