@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from hwm_studio.io import atomic_write
 
 KNOWN_KEYS = ("q", "p", "dt", "u", "frames", "energy", "meta")
 
@@ -233,7 +234,6 @@ def save_trajectories(data: TrajectoryData, path: str | os.PathLike[str]) -> Pat
     path = Path(path)
     if path.suffix != ".npz":
         raise DataFormatError(f"{path}: trajectory files must end in .npz")
-    path.parent.mkdir(parents=True, exist_ok=True)
     arrays: dict[str, np.ndarray] = {"q": data.q, "p": data.p, "dt": np.asarray(float(data.dt))}
     for key in ("u", "frames", "energy"):
         value = getattr(data, key)
@@ -241,17 +241,7 @@ def save_trajectories(data: TrajectoryData, path: str | os.PathLike[str]) -> Pat
             arrays[key] = value
     if data.meta is not None:
         arrays["meta"] = np.asarray(json.dumps(data.meta))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays))
 
 
 def describe(data: TrajectoryData, ignored: list[str] | None = None) -> str:

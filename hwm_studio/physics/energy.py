@@ -19,7 +19,8 @@ from torch import Tensor, nn
 
 from hwm_studio.state import PhaseState
 
-ENERGY_KINDS: tuple[str, ...] = ("kinetic", "potential", "interaction")
+# 'unstructured' is a monolithic H(q, p) (the HNN baseline): it cannot be split, so it is shown as such.
+ENERGY_KINDS: tuple[str, ...] = ("kinetic", "potential", "interaction", "unstructured")
 
 
 class EnergyTerm(nn.Module, ABC):
@@ -44,6 +45,13 @@ class EnergyTerm(nn.Module, ABC):
     def grad_p(self, q: Tensor, p: Tensor) -> Tensor:
         """dE/dp, shape (B, E, D). Autograd unless overridden."""
         return _autograd_grad(self, q, p, wrt_q=False)
+
+    def grad_qp(self, q: Tensor, p: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        """(dE/dq, dE/dp), None where the term does not depend on that variable.
+
+        Terms of both q and p may override this to get both from one pass.
+        """
+        return (self.grad_q(q, p) if self.uses_q else None, self.grad_p(q, p) if self.uses_p else None)
 
 
 def _autograd_grad(term: EnergyTerm, q: Tensor, p: Tensor, wrt_q: bool) -> Tensor:
@@ -88,7 +96,7 @@ class Hamiltonian(nn.Module):
         out = {k: torch.zeros(state.batch_size, dtype=state.dtype, device=state.device) for k in ENERGY_KINDS}
         for t in self.terms:
             out[t.kind] = out[t.kind] + t.energy(state.q, state.p)
-        out["total"] = out["kinetic"] + out["potential"] + out["interaction"]
+        out["total"] = sum(out[k] for k in ENERGY_KINDS)
         return out
 
     def grad_q(self, q: Tensor, p: Tensor) -> Tensor:
@@ -109,8 +117,16 @@ class Hamiltonian(nn.Module):
 
     def grad(self, state: PhaseState) -> PhaseState:
         """grad H as a state-shaped pair (dH/dq, dH/dp)."""
-        return PhaseState(self.grad_q(state.q, state.p), self.grad_p(state.q, state.p))
+        gq, gp = torch.zeros_like(state.q), torch.zeros_like(state.p)
+        for t in self.terms:
+            tq, tp = t.grad_qp(state.q, state.p)
+            if tq is not None:
+                gq = gq + tq
+            if tp is not None:
+                gp = gp + tp
+        return PhaseState(gq, gp)
 
     def hamilton_field(self, state: PhaseState) -> PhaseState:
         """J grad H = (dH/dp, -dH/dq): the conservative part of the dynamics."""
-        return PhaseState(self.grad_p(state.q, state.p), -self.grad_q(state.q, state.p))
+        g = self.grad(state)
+        return PhaseState(g.p, -g.q)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from hwm_studio.physics.field import VectorField
 from hwm_studio.physics.integrators.base import Integrator
 from hwm_studio.physics.port_hamiltonian import PortHamiltonianField
 from hwm_studio.state import PhaseState
@@ -65,7 +66,7 @@ def flatten_time(q: Tensor, p: Tensor) -> PhaseState:
 
 
 def _check_inputs(
-    field: PortHamiltonianField, z0: PhaseState, actions: Tensor | None, dt: float, steps: int | None
+    field: VectorField, z0: PhaseState, actions: Tensor | None, dt: float, steps: int | None
 ) -> tuple[int, int]:
     if not (isinstance(dt, (int, float)) and math.isfinite(dt) and dt > 0):
         raise ValueError(f"dt must be a finite positive number, got {dt!r}")
@@ -87,7 +88,7 @@ def _check_inputs(
 
 
 def rollout(
-    field: PortHamiltonianField,
+    field: VectorField,
     integrator: Integrator,
     z0: PhaseState,
     actions: Tensor | None = None,

@@ -19,6 +19,7 @@ from typing import ClassVar
 from torch import Tensor
 
 from hwm_studio.physics.energy import Hamiltonian
+from hwm_studio.physics.field import VectorField
 from hwm_studio.physics.port_hamiltonian import PortHamiltonianField
 from hwm_studio.state import PhaseState
 
@@ -35,7 +36,7 @@ class Integrator(ABC):
     symplectic: ClassVar[bool]
 
     @abstractmethod
-    def step(self, field: PortHamiltonianField, state: PhaseState, u: Tensor | None, dt: float) -> PhaseState:
+    def step(self, field: VectorField, state: PhaseState, u: Tensor | None, dt: float) -> PhaseState:
         """Advance `state` by dt under action u (B, A) or None."""
 
     def __repr__(self) -> str:
@@ -58,7 +59,9 @@ class SplittingIntegrator(Integrator):
     def conservative_step(self, hamiltonian: Hamiltonian, state: PhaseState, dt: float) -> PhaseState:
         """Advance dz/dt = J grad H(z) by dt."""
 
-    def step(self, field: PortHamiltonianField, state: PhaseState, u: Tensor | None, dt: float) -> PhaseState:
+    def step(self, field: VectorField, state: PhaseState, u: Tensor | None, dt: float) -> PhaseState:
+        if not isinstance(field, PortHamiltonianField):
+            raise TypeError(f"{self.name} integrates a Hamiltonian field; this field has no H (use rk4)")
         if field.is_conservative(u):
             return self.conservative_step(field.hamiltonian, state, dt)
         state = heun(field, state, u, 0.5 * dt)

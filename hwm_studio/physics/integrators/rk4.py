@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from hwm_studio.physics.field import VectorField
 from hwm_studio.physics.integrators.base import Integrator
-from hwm_studio.physics.port_hamiltonian import PortHamiltonianField
 from hwm_studio.state import PhaseState
 
 
@@ -18,7 +18,13 @@ class RK4(Integrator):
     order = 4
     symplectic = False
 
-    def step(self, field: PortHamiltonianField, state: PhaseState, u: Tensor | None, dt: float) -> PhaseState:
+    def step(
+        self,
+        field: VectorField,
+        state: PhaseState,
+        u: Tensor | None,
+        dt: float,
+    ) -> PhaseState:
         k1 = field(state, u)
         k2 = field(state.axpy(0.5 * dt, k1), u)
         k3 = field(state.axpy(0.5 * dt, k2), u)
