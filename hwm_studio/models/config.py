@@ -1,0 +1,112 @@
+"""The model configuration: everything needed to rebuild a model exactly (stored in checkpoints).
+
+One dataclass for every model kind keeps checkpoints and the CLI uniform; the fields under
+"HWM structure" are read by the Hamiltonian world model only.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import numpy as np
+
+from hwm_studio.data.format import TrajectoryData
+
+# Systems whose coordinates are angles, and whose entities are interchangeable.
+ANGULAR_SYSTEMS = frozenset({"pendulum", "double_pendulum", "gym_pendulum"})
+IDENTICAL_ENTITY_SYSTEMS = frozenset({"chain", "nbody"})
+NON_SEPARABLE_SYSTEMS = frozenset({"double_pendulum"})
+
+
+@dataclass
+class ModelConfig:
+    kind: str  # 'hwm' | 'mlp' | 'node' | 'hnn'
+    n_entities: int
+    dim: int
+    action_dim: int
+    dt: float
+    observation: str = "canonical"  # coder: 'canonical' | 'angle' | 'mlp'
+    integrator: str = "leapfrog"
+    hidden: int = 64
+    depth: int = 2
+    activation: str = "tanh"
+    q_scale: list[float] = field(default_factory=lambda: [1.0])  # (D,) typical size of q
+    p_scale: list[float] = field(default_factory=lambda: [1.0])  # (D,) typical size of p
+    obs_scale: list[list[float]] = field(default_factory=list)  # (E, O) loss normalisation
+    system: str | None = None  # the training data's system, when it names one
+    system_params: dict[str, float] = field(default_factory=dict)
+    # --- HWM structure ---
+    angular: bool = False  # q are angles: energies see (cos q, sin q)
+    identical_entities: bool = True  # share weights with no per-entity embedding
+    pairs: list[list[int]] | None = None  # interacting entity pairs (None: all pairs)
+    kinetic: str = "separable"  # 'separable' (constant mass) | 'configuration' (M(q))
+    dissipation: str = "constant"  # 'none' | 'constant' | 'state'
+    input_map: str = "constant"  # 'none' | 'constant' | 'state'
+    residual: bool = True
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"model config has unknown field(s): {', '.join(sorted(unknown))}")
+        missing = [f.name for f in fields(cls) if f.name not in d and f.default is f.default_factory]
+        if missing:
+            raise ValueError(f"model config lacks field(s): {', '.join(missing)}")
+        return cls(**d)
+
+    def all_pairs(self) -> list[list[int]]:
+        if self.pairs is not None:
+            return self.pairs
+        n = self.n_entities
+        return [[i, j] for i in range(n) for j in range(i + 1, n)]
+
+
+def _robust_scale(x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    """Standard deviation with a floor, so constant coordinates do not divide by zero."""
+    s = x.std(axis=axes)
+    return np.maximum(s, 1e-3 * max(float(s.max()), 1e-6))
+
+
+def config_from_data(data: TrajectoryData, kind: str, **overrides: Any) -> ModelConfig:
+    """Defaults and normalisation read off the training data (and its system, if it names one)."""
+    import torch
+
+    from hwm_studio.models.coders import build_coder
+    from hwm_studio.systems import get_system, system_names
+
+    system_name = data.system_name
+    known = system_name in system_names() if system_name else False
+    base = get_system(system_name, **data.meta["params"]).name if known else system_name
+    q, p = data.q, data.p
+    cfg: dict[str, Any] = {
+        "kind": kind,
+        "n_entities": data.n_entities,
+        "dim": data.dim,
+        "action_dim": data.action_dim,
+        "dt": float(data.dt),
+        "q_scale": _robust_scale(q, (0, 1, 2)).tolist(),
+        "p_scale": _robust_scale(p, (0, 1, 2)).tolist(),
+        "system": system_name,
+        "system_params": dict(data.meta["params"]) if data.meta else {},
+        "angular": base in ANGULAR_SYSTEMS,
+        "identical_entities": data.n_entities == 1 or base in IDENTICAL_ENTITY_SYSTEMS,
+        "kinetic": "configuration" if base in NON_SEPARABLE_SYSTEMS else "separable",
+    }
+    if known:
+        pairs = get_system(system_name, **data.meta["params"]).interaction_pairs()
+        cfg["pairs"] = [list(pr) for pr in pairs]
+    if kind in ("node", "hnn"):
+        cfg["integrator"] = "rk4"
+    elif cfg["kinetic"] == "configuration":
+        cfg["integrator"] = "implicit_midpoint"
+    cfg.update(overrides)
+    coder = build_coder(cfg.get("observation", "canonical"), data.n_entities, data.dim)
+    obs = coder.observe(torch.as_tensor(q), torch.as_tensor(p)).numpy()  # (N, T, E, O)
+    cfg["obs_scale"] = _robust_scale(obs, (0, 1)).tolist()
+    return ModelConfig.from_dict(cfg)

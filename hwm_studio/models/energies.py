@@ -1,0 +1,225 @@
+"""Learned energy terms: T = 1/2 p^T M^-1 p, V(q_i) shared across entities, U(q_i, q_j) symmetric.
+
+Inductive biases, each a constructor choice rather than a hidden flag:
+  - features: positions enter as q / q_scale, or as (cos q, sin q) when q are angles (the energy
+    is then exactly periodic);
+  - identical entities share every weight (permutation-equivariant); otherwise each entity also
+    sees a small learned embedding, so links of different length can have different energies;
+  - the interaction is a function of the difference q_i - q_j, symmetrised: phi(d) + phi(-d).
+Gradients of V and U are analytic (ScalarMLP.value_and_grad pulled back through the features).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from hwm_studio.models.mlp import MLP, ScalarMLP
+from hwm_studio.physics.energy import EnergyTerm
+
+SOFTPLUS_INV_ONE = math.log(math.e - 1.0)  # softplus(x) = 1
+
+
+class PositionFeatures(nn.Module):
+    """q (..., D) -> features (..., F) and the pull-back of feature gradients to q."""
+
+    def __init__(self, q_scale: Sequence[float], angular: bool) -> None:
+        super().__init__()
+        self.angular = angular
+        self.register_buffer("inv_scale", 1.0 / torch.as_tensor(q_scale, dtype=torch.float32))
+        self.dim = len(q_scale)
+        self.out_dim = 2 * self.dim if angular else self.dim
+
+    def forward(self, q: Tensor) -> Tensor:
+        if self.angular:
+            return torch.cat([torch.cos(q), torch.sin(q)], dim=-1)
+        return q * self.inv_scale.to(q.dtype)
+
+    def pullback(self, q: Tensor, g: Tensor) -> Tensor:
+        """d(energy)/dq from d(energy)/d(features) g (..., F)."""
+        if self.angular:
+            d = self.dim
+            return -g[..., :d] * torch.sin(q) + g[..., d:] * torch.cos(q)
+        return g * self.inv_scale.to(q.dtype)
+
+
+class EntityEmbedding(nn.Module):
+    """Per-entity learned vectors (or nothing, for identical entities)."""
+
+    def __init__(self, n_entities: int, identical: bool, size: int = 4) -> None:
+        super().__init__()
+        self.size = 0 if identical else size
+        self.table = nn.Parameter(0.5 * torch.randn(n_entities, size)) if not identical else None
+
+    def attach(self, feats: Tensor) -> Tensor:
+        """Concatenate the embedding to per-entity features (B, E, F) -> (B, E, F + size)."""
+        if self.table is None:
+            return feats
+        emb = self.table.to(feats.dtype).expand(*feats.shape[:-1], self.size)
+        return torch.cat([feats, emb], dim=-1)
+
+
+class SeparableKinetic(EnergyTerm):
+    """T = 1/2 sum_i p_i^T A_i p_i, A_i = L_i L_i^T positive definite, constant (mass matrix inverse).
+
+    One shared A for identical entities, one per entity otherwise. Starts at A = I.
+    """
+
+    kind = "kinetic"
+    uses_q = False
+    uses_p = True
+
+    def __init__(self, n_entities: int, dim: int, identical: bool) -> None:
+        super().__init__()
+        n = 1 if identical else n_entities
+        raw = torch.zeros(n, dim, dim)
+        raw.diagonal(dim1=-2, dim2=-1).fill_(SOFTPLUS_INV_ONE)
+        self.raw = nn.Parameter(raw)
+
+    def inverse_mass(self) -> Tensor:
+        """A = L L^T, (E or 1, D, D): positive definite by construction."""
+        diag = F.softplus(self.raw.diagonal(dim1=-2, dim2=-1)) + 1e-4
+        lower = torch.tril(self.raw, diagonal=-1) + torch.diag_embed(diag)
+        return lower @ lower.transpose(-1, -2)
+
+    def grad_p(self, q: Tensor, p: Tensor) -> Tensor:
+        return torch.einsum("eij,bej->bei", self.inverse_mass().to(p.dtype), p)
+
+    def energy(self, q: Tensor, p: Tensor) -> Tensor:
+        return 0.5 * (p * self.grad_p(q, p)).sum(dim=(1, 2))
+
+
+class ConfigurationKinetic(EnergyTerm):
+    """T = 1/2 p^T A(q) p over all entities jointly, A(q) = L(q) L(q)^T + eps I.
+
+    For systems whose mass matrix depends on the configuration (the double pendulum): H is then
+    not separable and the integrators take their implicit paths. dT/dp is analytic; dT/dq by
+    autograd.
+    """
+
+    kind = "kinetic"
+    uses_q = True
+    uses_p = True
+
+    def __init__(self, features: PositionFeatures, n_entities: int, dim: int, hidden: int, activation: str) -> None:
+        super().__init__()
+        self.features = features
+        self.n = n_entities * dim
+        self.net = MLP(n_entities * features.out_dim, self.n * (self.n + 1) // 2, hidden, 2, activation, zero_last=True)
+        self.register_buffer("tril_index", torch.tril_indices(self.n, self.n))
+        self.diag_bias = SOFTPLUS_INV_ONE
+
+    def inverse_mass(self, q: Tensor) -> Tensor:
+        """A(q), shape (B, E*D, E*D)."""
+        b = q.shape[0]
+        entries = self.net(self.features(q).reshape(b, -1))  # (B, n(n+1)/2)
+        lower = q.new_zeros(b, self.n, self.n)
+        lower[:, self.tril_index[0], self.tril_index[1]] = entries
+        diag = F.softplus(lower.diagonal(dim1=-2, dim2=-1) + self.diag_bias) + 1e-3
+        lower = torch.tril(lower, diagonal=-1) + torch.diag_embed(diag)
+        return lower @ lower.transpose(-1, -2)
+
+    def grad_p(self, q: Tensor, p: Tensor) -> Tensor:
+        a = self.inverse_mass(q)
+        return (a @ p.reshape(p.shape[0], self.n, 1)).reshape(p.shape)
+
+    def energy(self, q: Tensor, p: Tensor) -> Tensor:
+        return 0.5 * (p * self.grad_p(q, p)).sum(dim=(1, 2))
+
+
+class LearnedPotential(EnergyTerm):
+    """V = sum_i phi(features(q_i), embedding_i), phi one ScalarMLP shared by all entities."""
+
+    kind = "potential"
+
+    def __init__(
+        self, features: PositionFeatures, embedding: EntityEmbedding, hidden: int, depth: int, activation: str
+    ) -> None:
+        super().__init__()
+        self.features, self.embedding = features, embedding
+        self.net = ScalarMLP(features.out_dim + embedding.size, hidden, depth, activation)
+
+    def energy(self, q: Tensor, p: Tensor) -> Tensor:
+        x = self.embedding.attach(self.features(q))
+        return self.net.value_and_grad(x)[0].sum(dim=1)
+
+    def grad_q(self, q: Tensor, p: Tensor) -> Tensor:
+        x = self.embedding.attach(self.features(q))
+        _, g = self.net.value_and_grad(x)  # (B, E, F + emb)
+        return self.features.pullback(q, g[..., : self.features.out_dim])
+
+
+class LearnedInteraction(EnergyTerm):
+    """U = sum over pairs (i, j) of phi(f(q_i - q_j)) + phi(f(q_j - q_i)): symmetric, shared."""
+
+    kind = "interaction"
+
+    def __init__(
+        self,
+        features: PositionFeatures,
+        n_entities: int,
+        pairs: Sequence[Sequence[int]],
+        hidden: int,
+        depth: int,
+        activation: str,
+    ) -> None:
+        super().__init__()
+        incidence = torch.zeros(len(pairs), n_entities)
+        for row, (i, j) in enumerate(pairs):
+            incidence[row, i], incidence[row, j] = 1.0, -1.0
+        self.register_buffer("incidence", incidence)  # (P, E): d_ij = q_i - q_j
+        self.features = features
+        self.net = ScalarMLP(features.out_dim, hidden, depth, activation)
+
+    def _diffs(self, q: Tensor) -> Tensor:
+        return torch.einsum("pe,bed->bpd", self.incidence.to(q.dtype), q)  # (B, P, D)
+
+    def energy(self, q: Tensor, p: Tensor) -> Tensor:
+        d = self._diffs(q)
+        both = self.net.value_and_grad(self.features(torch.stack([d, -d])))[0]  # (2, B, P)
+        return both.sum(dim=(0, 2))
+
+    def grad_q(self, q: Tensor, p: Tensor) -> Tensor:
+        d = self._diffs(q)
+        _, g = self.net.value_and_grad(self.features(torch.stack([d, -d])))  # (2, B, P, F)
+        gd = self.features.pullback(d, g[0]) - self.features.pullback(-d, g[1])  # dU/dd, (B, P, D)
+        return torch.einsum("pe,bpd->bed", self.incidence.to(q.dtype), gd)
+
+
+class MonolithicEnergy(EnergyTerm):
+    """H(q, p) as one MLP of every coordinate (the HNN baseline): no structure to decompose."""
+
+    kind = "unstructured"
+    uses_q = True
+    uses_p = True
+
+    def __init__(self, n_entities: int, dim: int, q_scale: Sequence[float], p_scale: Sequence[float],
+                 hidden: int, depth: int, activation: str) -> None:  # fmt: skip
+        super().__init__()
+        self.net = ScalarMLP(2 * n_entities * dim, hidden, depth, activation)
+        self.register_buffer("inv_q", 1.0 / torch.as_tensor(q_scale, dtype=torch.float32))
+        self.register_buffer("inv_p", 1.0 / torch.as_tensor(p_scale, dtype=torch.float32))
+
+    def _x(self, q: Tensor, p: Tensor) -> Tensor:
+        b = q.shape[0]
+        return torch.cat([(q * self.inv_q.to(q.dtype)).reshape(b, -1), (p * self.inv_p.to(p.dtype)).reshape(b, -1)], 1)
+
+    def energy(self, q: Tensor, p: Tensor) -> Tensor:
+        return self.net.value_and_grad(self._x(q, p))[0]
+
+    def grad_qp(self, q: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:
+        _, g = self.net.value_and_grad(self._x(q, p))
+        n = q[0].numel()
+        gq = g[:, :n].reshape(q.shape) * self.inv_q.to(q.dtype)
+        gp = g[:, n:].reshape(p.shape) * self.inv_p.to(p.dtype)
+        return gq, gp
+
+    def grad_q(self, q: Tensor, p: Tensor) -> Tensor:
+        return self.grad_qp(q, p)[0]
+
+    def grad_p(self, q: Tensor, p: Tensor) -> Tensor:
+        return self.grad_qp(q, p)[1]
