@@ -1,0 +1,124 @@
+"""Run directories: weights in safetensors (with the model config in its header), JSON beside it.
+
+    RUN_DIR/weights.safetensors   tensors + metadata {"format", "config", "train"}: one atomic file,
+                                  so weights and the config that built them can never disagree
+    RUN_DIR/config.json           the same config, readable
+    RUN_DIR/metrics.json          training history and evaluation numbers
+Every file is written atomically. Loading never unpickles (safetensors holds raw tensors only)
+and fails with CheckpointError naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save as safetensors_bytes
+
+from hwm_studio.io import atomic_write, atomic_write_text
+from hwm_studio.models import ModelConfig, WorldModel, build_model
+
+FORMAT = "hwm_studio.checkpoint.v1"
+WEIGHTS = "weights.safetensors"
+
+
+class CheckpointError(ValueError):
+    """A run directory or weights file that cannot be loaded; the message says why."""
+
+
+def save_run(
+    run_dir: str | os.PathLike[str],
+    model: WorldModel,
+    metrics: dict[str, Any] | None = None,
+    train_config: dict[str, Any] | None = None,
+) -> Path:
+    """Write (or overwrite) a run directory atomically, file by file, weights first."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise CheckpointError(f"{run_dir}: exists and is not a directory")
+    # clone: feature modules are shared between terms, and safetensors refuses aliased tensors
+    tensors = {k: v.detach().to("cpu").clone().contiguous() for k, v in model.state_dict().items()}
+    metadata = {"format": FORMAT, "config": model.config.to_json(), "train": json.dumps(train_config or {})}
+    blob = safetensors_bytes(tensors, metadata=metadata)
+    atomic_write(run_dir / WEIGHTS, lambda fh: fh.write(blob))
+    atomic_write_text(run_dir / "config.json", json.dumps(json.loads(model.config.to_json()), indent=2) + "\n")
+    if metrics is not None:
+        save_metrics(run_dir, metrics)
+    return run_dir
+
+
+def save_metrics(run_dir: str | os.PathLike[str], metrics: dict[str, Any]) -> None:
+    atomic_write_text(Path(run_dir) / "metrics.json", json.dumps(metrics, indent=2, default=float) + "\n")
+
+
+def load_metrics(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    path = Path(run_dir) / "metrics.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path}: not valid JSON ({exc})") from None
+
+
+def _weights_path(path: str | os.PathLike[str]) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        path = path / WEIGHTS
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such checkpoint (a run directory holds {WEIGHTS})")
+    return path
+
+
+def read_config(path: str | os.PathLike[str]) -> ModelConfig:
+    """The model config stored in a checkpoint's header, without loading the weights."""
+    return _read(path, tensors=False)[0]
+
+
+def _read(path: str | os.PathLike[str], tensors: bool) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
+    wpath = _weights_path(path)
+    try:
+        with safe_open(str(wpath), framework="pt", device="cpu") as f:
+            metadata = f.metadata() or {}
+            data = {k: f.get_tensor(k) for k in f.keys()} if tensors else {}  # noqa: SIM118 (safe_open API)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{wpath}: corrupt or truncated checkpoint ({exc})") from None
+    if metadata.get("format") != FORMAT:
+        raise CheckpointError(f"{wpath}: not an hwm_studio checkpoint (format {metadata.get('format')!r})")
+    try:
+        config = ModelConfig.from_dict(json.loads(metadata["config"]))
+    except (KeyError, json.JSONDecodeError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{wpath}: bad model config in the header ({exc})") from None
+    return config, data
+
+
+def load_model(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> WorldModel:
+    """Rebuild the model from a run directory (or weights file) and load its weights strictly."""
+    config, tensors = _read(path, tensors=True)
+    try:
+        model = build_model(config)
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: its config does not build a model ({exc})") from None
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path}: weights do not match the {config.kind} model in its config "
+            f"(missing: {', '.join(missing) or 'none'}; unexpected: {', '.join(unexpected) or 'none'})"
+        )
+    wrong = [
+        f"{k} {tuple(tensors[k].shape)} != {tuple(v.shape)}" for k, v in expected.items() if tensors[k].shape != v.shape
+    ]
+    if wrong:
+        raise CheckpointError(f"{path}: tensor shapes do not match the config: {'; '.join(wrong)}")
+    bad = [k for k, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        raise CheckpointError(f"{path}: non-finite weights in {', '.join(bad)}")
+    model.load_state_dict(tensors, strict=True)
+    model.eval()
+    return model.to(device)

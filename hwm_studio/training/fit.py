@@ -1,0 +1,243 @@
+"""fit(): the one training loop every model kind uses.
+
+Loss per step (all in observation units normalised by the model's obs_scale):
+    rollout:     mean over t = 0..h of |decode(rollout(encode(o_0)))_t - o_t|^2
+                 (t = 0 is the reconstruction; it is zero for canonical data)
+    derivative:  optional HNN-style |f(z_t, u_t) - dz/dt|^2 against given labels
+    residual:    lambda * mean |r(z, u) dt / scale|^2 on the visited states (HWM only)
+The horizon h grows linearly from 1 to `horizon` over the first `curriculum` fraction of steps:
+one-step targets shape the field quickly, long ones make it stable.
+
+Safety: a non-finite loss or gradient, or a loss far above the best seen, stops training and
+restores the last good weights (snapshotted every `snapshot_every` steps and at validations).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from hwm_studio.data.format import TrajectoryData
+from hwm_studio.device import resolve_device
+from hwm_studio.models.base import WorldModel
+from hwm_studio.training.windows import SeriesTensors, sample_windows, to_series
+
+Callback = Callable[[dict[str, Any]], bool | None]
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 2000  # optimiser steps
+    lr: float = 3e-3  # Adam learning rate (cosine-decayed to lr / 20)
+    physical_lr_scale: float = 10.0  # larger step for scalar physical constants (masses, friction)
+    batch_size: int = 64  # windows per step
+    horizon: int = 8  # final rollout horizon of the curriculum
+    curriculum: float = 0.5  # fraction of steps over which the horizon grows from 1
+    derivative_weight: float = 0.0  # weight of the derivative loss (needs labels)
+    residual_weight: float = 1.0  # lambda of the residual penalty
+    grad_clip: float = 1.0  # global gradient-norm clip
+    weight_decay: float = 0.0
+    val_every: int = 100  # validation rollout every N steps (0: never)
+    val_horizon: int | None = None  # None: the whole validation trajectories
+    restore_best: bool = True  # end on the weights with the best validation error
+    snapshot_every: int = 25  # last-good-weights snapshot period
+    divergence_factor: float = 1e4  # stop if loss > factor * best loss
+    seed: int = 0
+    device: str = "auto"
+
+    def horizon_at(self, step: int) -> int:
+        ramp = max(1, int(self.curriculum * self.steps))
+        return max(1, min(self.horizon, 1 + (self.horizon - 1) * step // ramp))
+
+
+@dataclass
+class FitResult:
+    status: str  # 'completed' | 'diverged' | 'stopped'
+    steps_done: int
+    best_val: float | None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    message: str = ""
+    seconds: float = 0.0
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+def rollout_loss(model: WorldModel, obs: Tensor, actions: Tensor | None, horizon: int) -> tuple[Tensor, Tensor, Any]:
+    """Normalised multi-step prediction loss of windows obs (B, h+1, E, O); also the penalty."""
+    pred, traj = model.predict(obs[:, 0], actions, horizon)  # (B, h+1, E, O)
+    scale = model.obs_scale.to(obs.dtype)
+    err = (pred - obs) / scale
+    return (err * err).mean(), model.regularization(traj), traj
+
+
+def derivative_loss(model: WorldModel, obs: Tensor, actions: Tensor | None, labels: tuple[Tensor, Tensor]) -> Tensor:
+    """|f(z, u) - labelled dz/dt|^2 on every window point, normalised like the state."""
+    b, t1, e, o = obs.shape
+    z = model.encode(obs.reshape(b * t1, e, o))
+    u = None
+    if actions is not None and model.action_dim:
+        u_full = torch.cat([actions, actions[:, -1:]], dim=1)  # label at the last point: same held action
+        u = u_full.reshape(b * t1, -1)
+    f = model.derivative(z, u)
+    if f is None:
+        raise ValueError(f"the {model.kind} model is a discrete map: it has no derivative to match")
+    qs = model.config.q_scale
+    ps = model.config.p_scale
+    dq = (f.q - labels[0].reshape(f.q.shape)) / torch.as_tensor(qs, dtype=obs.dtype, device=obs.device)
+    dp = (f.p - labels[1].reshape(f.p.shape)) / torch.as_tensor(ps, dtype=obs.dtype, device=obs.device)
+    return (dq * dq).mean() + (dp * dp).mean()
+
+
+@torch.no_grad()
+def validation_error(model: WorldModel, series: SeriesTensors, horizon: int | None) -> float:
+    """Normalised MSE of full rollouts from each trajectory's first point."""
+    h = series.n_times - 1 if horizon is None else min(horizon, series.n_times - 1)
+    obs = series.obs[:, : h + 1]
+    actions = None if series.actions is None else series.actions[:, :h]
+    pred, _ = model.predict(obs[:, 0], actions, h)
+    err = (pred - obs) / model.obs_scale.to(obs.dtype)
+    return float((err * err).mean())
+
+
+def _param_groups(model: WorldModel, cfg: TrainConfig) -> list[dict[str, Any]]:
+    physical = {id(p) for p in model.physical_parameters()}
+    rest = [p for p in model.parameters() if id(p) not in physical and p.requires_grad]
+    groups: list[dict[str, Any]] = [{"params": rest, "lr": cfg.lr, "base_lr": cfg.lr}]
+    phys = [p for p in model.parameters() if id(p) in physical]
+    if phys:
+        lr = cfg.lr * cfg.physical_lr_scale
+        groups.append({"params": phys, "lr": lr, "base_lr": lr, "weight_decay": 0.0})
+    return groups
+
+
+def fit(
+    model: WorldModel,
+    train: TrajectoryData,
+    config: TrainConfig | None = None,
+    val: TrajectoryData | None = None,
+    callbacks: list[Callback] | None = None,
+    stop: threading.Event | None = None,
+    derivatives: tuple[np.ndarray, np.ndarray] | None = None,
+) -> FitResult:
+    """Train `model` in place on `train` (validated TrajectoryData); returns what happened.
+
+    Callbacks receive event dicts ({'event': 'step' | 'validation' | 'end', ...}); one returning
+    False stops training (status 'stopped'), as does setting `stop`.
+    """
+    cfg = config or TrainConfig()
+    callbacks = callbacks or []
+    device = resolve_device(cfg.device)
+    seed_everything(cfg.seed)
+    if cfg.derivative_weight > 0 and derivatives is None:
+        raise ValueError("derivative_weight > 0 needs derivative labels")
+    if train.n_times < 2:
+        raise ValueError("training trajectories need at least 2 time points")
+    if model.action_dim and train.u is None:
+        raise ValueError(f"the model takes {model.action_dim} action dims but the data has no 'u'")
+    model.to(device)
+    series = to_series(model, train, device, derivatives=derivatives)
+    val_series = to_series(model, val, device) if val is not None else None
+    gen = torch.Generator().manual_seed(cfg.seed)
+    opt = torch.optim.Adam(_param_groups(model, cfg), weight_decay=cfg.weight_decay)
+    max_h = min(cfg.horizon, train.n_times - 1)
+
+    def emit(event: dict[str, Any]) -> bool:
+        keep = True
+        for cb in callbacks:
+            if cb(event) is False:
+                keep = False
+        return keep
+
+    good_state = copy.deepcopy(model.state_dict())
+    best_state, best_val, best_loss = None, math.inf, math.inf
+    history: list[dict[str, Any]] = []
+    status, message = "completed", ""
+    t_start = time.perf_counter()
+    step = 0
+    model.train()
+    for step in range(1, cfg.steps + 1):
+        if stop is not None and stop.is_set():
+            status, message = "stopped", "stopped on request"
+            step -= 1
+            break
+        lr_factor = 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * (step - 1) / cfg.steps))
+        for g in opt.param_groups:
+            g["lr"] = g["base_lr"] * lr_factor
+        h = min(cfg.horizon_at(step), max_h)
+        obs, actions, labels = sample_windows(series, h, cfg.batch_size, gen)
+        loss_roll, penalty, _ = rollout_loss(model, obs, actions, h)
+        loss = loss_roll + cfg.residual_weight * penalty
+        if cfg.derivative_weight > 0 and labels is not None:
+            loss = loss + cfg.derivative_weight * derivative_loss(model, obs, actions, labels)
+        loss_value = float(loss.detach())
+        if not math.isfinite(loss_value) or loss_value > cfg.divergence_factor * max(best_loss, 1e-12):
+            status = "diverged"
+            message = f"loss became {loss_value:.3g} at step {step}; restored the last good weights"
+            break
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
+        if not math.isfinite(grad_norm):
+            status = "diverged"
+            message = f"non-finite gradient at step {step}; restored the last good weights"
+            break
+        opt.step()
+        best_loss = min(best_loss, loss_value)
+        if step % cfg.snapshot_every == 0:
+            good_state = copy.deepcopy(model.state_dict())
+        record = {
+            "event": "step",
+            "step": step,
+            "loss": loss_value,
+            "rollout_loss": float(loss_roll.detach()),
+            "residual_penalty": float(penalty.detach()),
+            "horizon": h,
+            "lr": opt.param_groups[0]["lr"],
+            "grad_norm": grad_norm,
+        }
+        keep = emit(record)
+        if val_series is not None and cfg.val_every and (step % cfg.val_every == 0 or step == cfg.steps):
+            model.eval()
+            v = validation_error(model, val_series, cfg.val_horizon)
+            model.train()
+            record["val_rollout_mse"] = v
+            keep = emit({"event": "validation", "step": step, "val_rollout_mse": v}) and keep
+            if math.isfinite(v):
+                good_state = copy.deepcopy(model.state_dict())
+                if v < best_val:
+                    best_val, best_state = v, copy.deepcopy(model.state_dict())
+        history.append(record)
+        if not keep:
+            status, message = "stopped", "stopped by a callback"
+            break
+    if status == "diverged":
+        model.load_state_dict(good_state)
+    elif cfg.restore_best and best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    result = FitResult(
+        status=status,
+        steps_done=step if status != "diverged" else step - 1,
+        best_val=best_val if math.isfinite(best_val) else None,
+        history=history,
+        message=message,
+        seconds=time.perf_counter() - t_start,
+    )
+    emit({"event": "end", "status": status, "message": message, "steps_done": result.steps_done})
+    return result
+
+
+def train_config_dict(cfg: TrainConfig) -> dict[str, Any]:
+    return asdict(cfg)

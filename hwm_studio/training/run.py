@@ -1,0 +1,130 @@
+"""A training run end to end: data in, a checkpointed run directory out.
+
+Used by `hwm-studio train` and the studio's Train tab. Input is validated before anything is
+written, so bad input never touches an existing run directory; during training the run is
+saved whenever validation improves, so an interrupted run keeps its last good checkpoint.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hwm_studio.data.format import TrajectoryData
+from hwm_studio.data.simulate import simulate
+from hwm_studio.models import WorldModel, build_model, config_from_data
+from hwm_studio.systems import get_system
+from hwm_studio.training.checkpoint import save_metrics, save_run
+from hwm_studio.training.evaluate import evaluate
+from hwm_studio.training.fit import Callback, FitResult, TrainConfig, fit, seed_everything
+
+
+def split_trajectories(
+    data: TrajectoryData, val_fraction: float, seed: int
+) -> tuple[TrajectoryData, TrajectoryData | None]:
+    """Random split by trajectory (never by time within one); no validation set for N = 1."""
+    n = data.n_trajectories
+    if n < 2 or val_fraction <= 0:
+        return data, None
+    n_val = min(n - 1, max(1, round(val_fraction * n)))
+    order = np.random.default_rng(seed).permutation(n)
+    return data.select(np.sort(order[n_val:])), data.select(np.sort(order[:n_val]))
+
+
+def system_dataset(
+    system_name: str,
+    trajectories: int = 64,
+    points: int = 100,
+    damping: float = 0.0,
+    control: str = "random",
+    seed: int = 0,
+    params: dict[str, float] | None = None,
+) -> TrajectoryData:
+    """Simulated training data for a named system (random actions excite the input map)."""
+    return simulate(
+        get_system(system_name, **(params or {})),
+        n_trajectories=trajectories,
+        n_times=points,
+        damping=damping,
+        control=control,
+        seed=seed,
+    )
+
+
+def check_trainable(data: TrajectoryData, horizon: int) -> None:
+    """Problems that make a data set untrainable, as clear errors (before any file is written)."""
+    if data.n_times < 2:
+        raise ValueError("trajectories need at least 2 time points")
+    if horizon < 1:
+        raise ValueError(f"horizon must be >= 1, got {horizon}")
+
+
+def train_run(
+    data: TrajectoryData,
+    out: str | Path,
+    kind: str = "hwm",
+    train_config: TrainConfig | None = None,
+    val_fraction: float = 0.2,
+    model_options: dict[str, Any] | None = None,
+    callbacks: list[Callback] | None = None,
+    stop: threading.Event | None = None,
+    source: dict[str, Any] | None = None,
+    model: WorldModel | None = None,
+) -> tuple[WorldModel, FitResult, dict[str, Any]]:
+    """Train a `kind` model on `data`, checkpointing into `out`; returns model, result, metrics.
+
+    Pass `model` to continue training one you hold (the studio does, to draw it while it learns);
+    otherwise a fresh one is built from the data.
+    """
+    cfg = train_config or TrainConfig()
+    check_trainable(data, cfg.horizon)
+    train, val = split_trajectories(data, val_fraction, cfg.seed)
+    if model is None:
+        seed_everything(cfg.seed)  # weights are initialised here, before fit() runs: seed first
+        model = build_model(config_from_data(train, kind, **(model_options or {})))
+    elif model.kind != kind:
+        raise ValueError(f"train_run was given a {model.kind!r} model but asked to train {kind!r}")
+    out = Path(out)
+    train_dict = {**asdict(cfg), "source": source or {}, "val_fraction": val_fraction}
+    best = {"val": float("inf")}
+
+    def checkpoint_on_improvement(event: dict[str, Any]) -> None:
+        if event["event"] == "validation" and event["val_rollout_mse"] < best["val"]:
+            best["val"] = event["val_rollout_mse"]
+            save_run(out, model, train_config=train_dict)
+
+    result = fit(model, train, cfg, val=val, callbacks=[checkpoint_on_improvement, *(callbacks or [])], stop=stop)
+    metrics: dict[str, Any] = {
+        "status": result.status,
+        "message": result.message,
+        "steps_done": result.steps_done,
+        "best_val_rollout_mse": result.best_val,
+        "train_seconds": result.seconds,
+        "history": [
+            {k: v for k, v in r.items() if k != "event"}
+            for r in result.history
+            if r["step"] % max(1, cfg.steps // 200) == 0 or "val_rollout_mse" in r
+        ],
+    }
+    if val is not None:
+        metrics["val_eval"] = evaluate(model, val)[0]
+    save_run(out, model, metrics=metrics, train_config=train_dict)
+    return model, result, metrics
+
+
+def finite_difference_labels(data: TrajectoryData) -> tuple[np.ndarray, np.ndarray]:
+    """Central-difference estimates of (dq/dt, dp/dt), one-sided at the ends (for derivative losses)."""
+    return np.gradient(data.q, data.dt, axis=1), np.gradient(data.p, data.dt, axis=1)
+
+
+def save_eval(run_dir: str | Path, metrics: dict[str, Any], name: str) -> None:
+    """Record an evaluation beside the run's metrics (used by the pretrained-asset script)."""
+    from hwm_studio.training.checkpoint import load_metrics
+
+    current = load_metrics(run_dir)
+    current.setdefault("evals", {})[name] = metrics
+    save_metrics(run_dir, current)
