@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,14 +11,8 @@ from hwm_studio.data import load_trajectories
 from hwm_studio.systems import get_system, system_names
 
 
-def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hwm_studio.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300
-    )
-
-
 @pytest.mark.parametrize("name", system_names())
-def test_simulate_writes_a_valid_file_for_every_system(tmp_path: Path, name: str) -> None:
+def test_simulate_writes_a_valid_file_for_every_system(tmp_path: Path, name: str, run_cli) -> None:
     out = tmp_path / f"{name}.npz"
     res = run_cli(
         "simulate", "--system", name, "--trajectories", "2", "--steps", "20",
@@ -37,7 +29,7 @@ def test_simulate_writes_a_valid_file_for_every_system(tmp_path: Path, name: str
     assert data.energy.shape == (2, 20)
 
 
-def test_simulate_is_deterministic_and_honours_options(tmp_path: Path) -> None:
+def test_simulate_is_deterministic_and_honours_options(tmp_path: Path, run_cli) -> None:
     a, b = tmp_path / "a.npz", tmp_path / "b.npz"
     args = ["simulate", "--system", "spring", "--trajectories", "3", "--steps", "30", "--dt", "0.2",
             "--param", "k=4", "--integrator", "leapfrog", "--seed", "9"]  # fmt: skip
@@ -55,7 +47,7 @@ def test_simulate_is_deterministic_and_honours_options(tmp_path: Path) -> None:
     assert rel.max() < 3e-3
 
 
-def test_inspect_summarises_a_valid_file(tmp_path: Path) -> None:
+def test_inspect_summarises_a_valid_file(tmp_path: Path, run_cli) -> None:
     out = tmp_path / "chain.npz"
     assert (
         run_cli("simulate", "--system", "chain", "--trajectories", "2", "--steps", "10", "--out", str(out)).returncode
@@ -69,7 +61,7 @@ def test_inspect_summarises_a_valid_file(tmp_path: Path) -> None:
     assert "energy        mean" in res.stdout
 
 
-def test_inspect_rejects_a_bad_file_with_one_line_and_nonzero_status(tmp_path: Path) -> None:
+def test_inspect_rejects_a_bad_file_with_one_line_and_nonzero_status(tmp_path: Path, run_cli) -> None:
     bad = tmp_path / "bad.npz"
     np.savez(bad, q=np.zeros((2, 5, 1, 1)), p=np.zeros((2, 5, 1, 1)), dt=-1.0)
     res = run_cli("inspect", str(bad))
@@ -78,7 +70,7 @@ def test_inspect_rejects_a_bad_file_with_one_line_and_nonzero_status(tmp_path: P
     assert "Traceback" not in res.stderr
 
 
-def test_simulate_rejects_bad_options_without_a_traceback(tmp_path: Path) -> None:
+def test_simulate_rejects_bad_options_without_a_traceback(tmp_path: Path, run_cli) -> None:
     res = run_cli("simulate", "--system", "pendulum", "--param", "g=-3", "--out", str(tmp_path / "x.npz"))
     assert res.returncode == 1
     assert "parameter 'g'" in res.stderr
