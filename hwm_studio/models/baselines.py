@@ -17,6 +17,7 @@ from hwm_studio.models.config import ModelConfig
 from hwm_studio.models.energies import MonolithicEnergy
 from hwm_studio.models.mlp import MLP
 from hwm_studio.physics.energy import Hamiltonian
+from hwm_studio.physics.field import VectorField
 from hwm_studio.physics.port_hamiltonian import PortHamiltonianField
 from hwm_studio.physics.rollout import Trajectory, rollout
 from hwm_studio.state import PhaseState
@@ -90,6 +91,9 @@ class NeuralODE(WorldModel):
         if self.integrator.symplectic:
             raise ValueError("a neural ODE has no Hamiltonian: use the rk4 integrator")
         self.vector_field = _ODEField(config)
+
+    def integration_field(self) -> VectorField:
+        return self.vector_field
 
     def rollout_latent(
         self, z0: PhaseState, actions: Tensor | None, steps: int, record_energy: bool = False

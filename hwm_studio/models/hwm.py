@@ -99,6 +99,14 @@ class HamiltonianWorldModel(WorldModel):
     def residual_scale(self, value: float) -> None:
         self.field.residual_scale = float(value)
 
+    def knobs(self) -> dict[str, object]:
+        out = super().knobs()
+        if self.field.dissipation is not None:
+            out["dissipation_scale"] = self.dissipation_scale
+        if self.field.residual is not None:
+            out["residual_scale"] = self.residual_scale
+        return out
+
     # --- dynamics ------------------------------------------------------------------------------
     def rollout_latent(
         self, z0: PhaseState, actions: Tensor | None, steps: int, record_energy: bool = False

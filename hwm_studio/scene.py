@@ -1,0 +1,273 @@
+"""A scene: one system, one initial state, one action schedule, truth and model rolled out together.
+
+This is everything the studio draws, computed without any UI: the ground truth (exact H,
+yoshida4 with substeps), the model's prediction in data coordinates with its own energy ledger,
+the true H on both, error vs time, valid prediction time, the model's energy levels and one-step
+flow on a phase plane, and rendered frames. The studio only turns these arrays into plots, so
+every number on screen is computed here, by the model or the simulator.
+
+Truth is cached: turning a model knob (dissipation, residual, integrator) re-runs the model only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from hwm_studio.models.base import WorldModel
+from hwm_studio.physics.fused import FusedRollout
+from hwm_studio.physics.integrators import get_integrator
+from hwm_studio.physics.rollout import flatten_time
+from hwm_studio.state import PhaseState
+from hwm_studio.systems import System, get_system
+
+SCHEDULES = ("constant", "sine", "random")
+VPT_THRESHOLD = 0.1
+TRUTH_SUBSTEPS = 4
+
+
+@dataclass(frozen=True)
+class ActionSchedule:
+    """Actions over time, per action dim, as fractions of the system's bound in [-1, 1]."""
+
+    kind: str = "constant"
+    amplitude: tuple[float, ...] = ()  # one per action dim; missing dims are 0
+    period: float = 2.0  # seconds, for 'sine'
+    seed: int = 0  # for 'random'
+
+    def values(self, steps: int, dt: float, action_dim: int, bound: float) -> np.ndarray:
+        """(steps, A) actions: u[t] is held from step t to t + 1."""
+        if self.kind not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.kind!r}")
+        amp = np.zeros(action_dim)
+        given = np.asarray(self.amplitude, dtype=np.float64)[:action_dim]
+        if not np.all(np.isfinite(given)) or np.any(np.abs(given) > 1):
+            raise ValueError(f"action amplitudes are fractions of the bound in [-1, 1], got {self.amplitude}")
+        amp[: len(given)] = given
+        t = np.arange(steps)[:, None] * dt
+        if self.kind == "constant":
+            shape = np.ones((steps, 1))
+        elif self.kind == "sine":
+            shape = np.sin(2 * math.pi * t / max(self.period, 1e-6))
+        else:
+            shape = np.random.default_rng(self.seed).uniform(-1, 1, size=(steps, action_dim))
+        return bound * amp[None, :] * shape
+
+
+@dataclass(frozen=True)
+class SceneSpec:
+    """What defines a scene: change any of these and the truth is recomputed."""
+
+    system: str = "pendulum"
+    steps: int = 300
+    dt: float | None = None  # None: the model's dt (or the system's default without a model)
+    seed: int = 0  # initial-state sample
+    initial: tuple[tuple[float, ...], tuple[float, ...]] | None = None  # (q, p) flattened (E*D,), overrides seed
+    actions: ActionSchedule = field(default_factory=ActionSchedule)
+    params: tuple[tuple[str, float], ...] = ()  # system parameter overrides
+
+
+@dataclass
+class SceneResult:
+    t: np.ndarray  # (T+1,)
+    actions: np.ndarray  # (T, A)
+    truth_q: np.ndarray  # (T+1, E, D)
+    truth_p: np.ndarray
+    truth_energy: np.ndarray  # (T+1,) true H on the true states
+    model_q: np.ndarray  # (T+1, E, D) the model's prediction, data coordinates
+    model_p: np.ndarray
+    model_true_energy: np.ndarray  # (T+1,) true H evaluated on the model's states
+    error: np.ndarray  # (T+1,) normalised state error (the VPT measure)
+    vpt: int  # steps before the error first exceeds VPT_THRESHOLD
+    model_energy: dict[str, np.ndarray] | None  # the model's own H decomposition (T+1,) per term
+    model_ledger: dict[str, np.ndarray] | None  # dissipated, control_work, residual_work, balance_error
+    residual_power: np.ndarray | None  # (T+1,)
+    finite: bool  # False when the model's rollout blew up (the arrays hold NaN from there on)
+    entity_names: list[str]
+    system_title: str
+    dt: float
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def steps(self) -> int:
+        return len(self.t) - 1
+
+
+class Scene:
+    """Holds a model (owned by one session: its knobs are set here) and caches the truth."""
+
+    def __init__(self, model: WorldModel | None = None) -> None:
+        self.model = model
+        self._truth_key: tuple | None = None
+        self._truth: tuple[np.ndarray, ...] | None = None
+        self._system: System | None = None
+        self._truth_rollout: tuple[dict, FusedRollout] | None = None
+
+    # --- pieces ----------------------------------------------------------------------------------
+    def system(self, spec: SceneSpec) -> System:
+        return get_system(spec.system, **dict(spec.params))
+
+    def dt(self, spec: SceneSpec) -> float:
+        if spec.dt is not None:
+            if not spec.dt > 0:
+                raise ValueError(f"dt must be > 0, got {spec.dt}")
+            return float(spec.dt)
+        if self.model is not None:
+            return self.model.dt
+        return self.system(spec).default_dt
+
+    def initial_state(self, spec: SceneSpec) -> PhaseState:
+        system = self.system(spec)
+        e, d = system.n_entities, system.dim
+        if spec.initial is not None:
+            q = torch.as_tensor(spec.initial[0], dtype=torch.float64)
+            p = torch.as_tensor(spec.initial[1], dtype=torch.float64)
+            if q.numel() != e * d or p.numel() != e * d:
+                raise ValueError(f"initial (q, p) need {e * d} values each for {system.name}")
+            if not (torch.isfinite(q).all() and torch.isfinite(p).all()):
+                raise ValueError("initial (q, p) must be finite")
+            return PhaseState(q.reshape(1, e, d), p.reshape(1, e, d))
+        return system.sample_initial(1, torch.Generator().manual_seed(spec.seed))
+
+    def truth(self, spec: SceneSpec) -> tuple[np.ndarray, ...]:
+        """(t, actions, q, p, energy) of the exact system; cached on everything that defines it."""
+        dt = self.dt(spec)
+        key = (spec, dt)
+        if key != self._truth_key:
+            system = self.system(spec)
+            z0 = self.initial_state(spec)
+            u = spec.actions.values(spec.steps, dt, system.action_dim, system.action_bound)
+            u_t = torch.as_tensor(u, dtype=torch.float64)[None]
+            if self._truth_rollout is None or self._truth_rollout[0] != system.meta():
+                self._truth_rollout = (system.meta(), FusedRollout(system.field(), get_integrator("yoshida4")))
+            acting = system.action_dim and bool(np.any(u != 0))  # unforced: the cheaper conservative graph
+            fine_u = u_t.repeat_interleave(TRUTH_SUBSTEPS, dim=1) if acting else None
+            q, p = self._truth_rollout[1](z0, fine_u, dt / TRUTH_SUBSTEPS, spec.steps * TRUTH_SUBSTEPS)
+            q, p = q[:, ::TRUTH_SUBSTEPS], p[:, ::TRUTH_SUBSTEPS]
+            energy = system.energy(flatten_time(q, p)).numpy()
+            t = np.arange(spec.steps + 1) * dt
+            self._truth = (t, u, q[0].numpy(), p[0].numpy(), energy)
+            self._truth_key = key
+            self._system = system
+        assert self._truth is not None
+        return self._truth
+
+    # --- the whole scene -------------------------------------------------------------------------
+    @torch.no_grad()
+    def run(self, spec: SceneSpec, knobs: dict[str, Any] | None = None) -> SceneResult:
+        """Truth and model rolled out from the same state under the same actions."""
+        if spec.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {spec.steps}")
+        model = self.model
+        if model is not None and knobs:
+            model.configure(**knobs)
+        t, u, tq, tp, te = self.truth(spec)
+        system = self._system
+        assert system is not None
+        if model is None:
+            mq, mp, traj = tq, tp, None
+        else:
+            self._check_model(system)
+            dtype = torch.float32
+            q0 = torch.as_tensor(tq[None, 0], dtype=dtype)
+            p0 = torch.as_tensor(tp[None, 0], dtype=dtype)
+            actions = torch.as_tensor(u[None], dtype=dtype) if system.action_dim and np.any(u != 0) else None
+            has_energy = model.hamiltonian_field is not None
+            q_hat, p_hat, traj = model.rollout_data(q0, p0, actions, spec.steps, record_energy=has_energy, fused=True)
+            mq, mp = q_hat[0].double().numpy(), p_hat[0].double().numpy()
+        finite = bool(np.isfinite(mq).all() and np.isfinite(mp).all())
+        me = system.energy(flatten_time(torch.as_tensor(mq[None]), torch.as_tensor(mp[None]))).numpy()
+        error = self._error(tq, tp, mq, mp, model)
+        over = np.nonzero(~(error[1:] <= VPT_THRESHOLD))[0]
+        energy = ledger = residual_power = None
+        if traj is not None and traj.energy:
+            energy = {k: v[0].double().numpy() for k, v in traj.energy.items()}
+            ledger = {k: v[0].double().numpy() for k, v in traj.ledger.items()}
+            residual_power = traj.power["residual"][0].double().numpy()
+        return SceneResult(
+            t=t, actions=u, truth_q=tq, truth_p=tp, truth_energy=te, model_q=mq, model_p=mp,
+            model_true_energy=me, error=error, vpt=int(over[0]) if len(over) else spec.steps,
+            model_energy=energy, model_ledger=ledger, residual_power=residual_power, finite=finite,
+            entity_names=system.entity_names(), system_title=system.title, dt=float(t[1] - t[0]),
+        )  # fmt: skip
+
+    def _check_model(self, system: System) -> None:
+        c = self.model.config  # type: ignore[union-attr]
+        if (c.n_entities, c.dim) != (system.n_entities, system.dim):
+            raise ValueError(
+                f"the model expects {c.n_entities} entities of dim {c.dim}; {system.name} has "
+                f"{system.n_entities} of dim {system.dim}"
+            )
+
+    @staticmethod
+    def _error(tq: np.ndarray, tp: np.ndarray, mq: np.ndarray, mp: np.ndarray, model: WorldModel | None) -> np.ndarray:
+        dq = mq - tq
+        if model is not None and model.angular:
+            dq = np.arctan2(np.sin(dq), np.cos(dq))
+        sq = np.maximum(tq.std(axis=0), 1e-3)
+        sp = np.maximum(tp.std(axis=0), 1e-3)
+        return np.sqrt(0.5 * (((dq / sq) ** 2).mean(axis=(1, 2)) + (((mp - tp) / sp) ** 2).mean(axis=(1, 2))))
+
+    # --- the phase plane -------------------------------------------------------------------------
+    @torch.no_grad()
+    def phase_plane(
+        self, spec: SceneSpec, entity: int, coord: int, at: tuple[np.ndarray, np.ndarray],
+        extent: tuple[float, float, float, float], levels_n: int = 48, arrows_n: int = 15, u: np.ndarray | None = None,
+    ) -> dict[str, np.ndarray | None]:  # fmt: skip
+        """The model's energy H and one-step flow on the (q, p) plane of one entity coordinate.
+
+        Other coordinates stay at `at` = (q, p) (E, D). `extent` = (q_lo, q_hi, p_lo, p_hi).
+        Returns 'H' (levels_n, levels_n) or None (no energy), and arrow start points and the
+        displacement per unit time of one model step (works for every model kind).
+        """
+        model = self.model
+        if model is None:
+            raise ValueError("the phase plane needs a model")
+        q_lo, q_hi, p_lo, p_hi = extent
+
+        def states(n: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]:
+            gq, gp = np.meshgrid(np.linspace(q_lo, q_hi, n), np.linspace(p_lo, p_hi, n))
+            q = np.repeat(at[0][None], n * n, axis=0)
+            p = np.repeat(at[1][None], n * n, axis=0)
+            q[:, entity, coord] = gq.ravel()
+            p[:, entity, coord] = gp.ravel()
+            return torch.as_tensor(q, dtype=torch.float32), torch.as_tensor(p, dtype=torch.float32), gq, gp
+
+        h = None
+        if model.hamiltonian_field is not None:
+            q, p, _, _ = states(levels_n)
+            h = model.hamiltonian_field.hamiltonian.energy(model.latent(q, p)).reshape(levels_n, levels_n).numpy()
+        q, p, gq, gp = states(arrows_n)
+        actions = None
+        if u is not None and model.action_dim:
+            actions = torch.as_tensor(np.repeat(u[None, None], q.shape[0], axis=0), dtype=torch.float32)
+        q1, p1, _ = model.rollout_data(q, p, actions, 1, fused=True)
+        dq = (q1[:, 1, entity, coord] - q[:, entity, coord]).numpy()
+        if model.angular:
+            dq = np.arctan2(np.sin(dq), np.cos(dq))
+        dp = (p1[:, 1, entity, coord] - p[:, entity, coord]).numpy()
+        return {"H": h, "q": gq.ravel(), "p": gp.ravel(), "dq": dq / model.dt, "dp": dp / model.dt}
+
+    # --- frames ----------------------------------------------------------------------------------
+    def frames(self, result: SceneResult, index: int, size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        """Rendered (truth, model) RGB frames at one time index, (size, size, 3) uint8 each.
+
+        For state models the model's frame is its predicted state drawn by the system's renderer;
+        pixel models (issue 5) decode their own frames.
+        """
+        system = self._system
+        if system is None:
+            raise ValueError("run the scene before asking for frames")
+        i = int(np.clip(index, 0, result.steps))
+        q = torch.as_tensor(np.stack([result.truth_q[i], np.nan_to_num(result.model_q[i])]))
+        both = system.render(q, size=size).numpy()
+        return both[0], both[1]
+
+
+def with_initial(spec: SceneSpec, q: np.ndarray, p: np.ndarray) -> SceneSpec:
+    """The same scene from another initial state (e.g. a click on the phase plane)."""
+    return replace(spec, initial=(tuple(float(x) for x in q.ravel()), tuple(float(x) for x in p.ravel())))

@@ -1,0 +1,142 @@
+"""The studio's computation without a UI: fused rollouts equal eager ones; a scene is honest."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from hwm_studio.data.simulate import simulate
+from hwm_studio.models import MODELS, build_model, config_from_data
+from hwm_studio.physics.fused import FusedRollout
+from hwm_studio.physics.integrators import INTEGRATORS, get_integrator
+from hwm_studio.physics.rollout import rollout
+from hwm_studio.scene import ActionSchedule, Scene, SceneSpec, with_initial
+from hwm_studio.systems import get_system
+
+
+def _model(kind: str, system: str = "pendulum", **options):
+    torch.manual_seed(0)
+    data = simulate(get_system(system), 4, 12, control="random", seed=0)
+    model = build_model(config_from_data(data, kind, hidden=16, **options)).eval()
+    for p in model.parameters():  # non-trivial weights everywhere (some start at zero)
+        torch.nn.init.normal_(p, std=0.2)
+    return model
+
+
+@pytest.mark.parametrize("name", list(INTEGRATORS))
+@pytest.mark.parametrize("system", ["pendulum", "double_pendulum", "three_body"])
+def test_fused_rollout_equals_the_eager_rollout(name: str, system: str) -> None:
+    s = get_system(system)
+    field = s.field(damping=0.1)
+    z0 = s.sample_initial(2, torch.Generator().manual_seed(0))
+    u = torch.rand(2, 23, s.action_dim, generator=torch.Generator().manual_seed(1), dtype=torch.float64) - 0.5
+    integ = get_integrator(name)
+    fused = FusedRollout(field, integ, chunk=5)
+    for dt, scale in ((0.01, 1.0), (0.005, 0.0)):  # dt and knobs change without re-tracing
+        field.dissipation_scale = scale
+        ref = rollout(field, integ, z0, u, dt, 23, record_energy=False)
+        q, p = fused(z0, u, dt, 23)
+        torch.testing.assert_close(q, ref.q, rtol=0, atol=1e-12)
+        torch.testing.assert_close(p, ref.p, rtol=0, atol=1e-12)
+    assert len(fused._graphs) == 1
+
+
+@pytest.mark.parametrize("kind", list(MODELS))
+def test_fused_model_rollout_equals_eager_with_knobs(kind: str) -> None:
+    model = _model(kind, "chain")
+    q0 = torch.randn(3, 4, 1)
+    p0 = torch.randn(3, 4, 1)
+    u = torch.randn(3, 40, 1)
+    knob_sets = [{}, {"dt": 0.02}] if model.continuous else [{}]
+    if "dissipation_scale" in model.knobs():
+        knob_sets.append({"dissipation_scale": 3.0, "residual_scale": 0.0})
+    with torch.no_grad():
+        for knobs in knob_sets:
+            model.configure(**knobs)
+            eager = model.rollout_data(q0, p0, u, 40, record_energy=model.hamiltonian_field is not None)
+            fused = model.rollout_data(q0, p0, u, 40, record_energy=model.hamiltonian_field is not None, fused=True)
+            torch.testing.assert_close(fused[0], eager[0], rtol=1e-6, atol=1e-6)
+            torch.testing.assert_close(fused[1], eager[1], rtol=1e-6, atol=1e-6)
+            for k, v in eager[2].ledger.items():
+                torch.testing.assert_close(fused[2].ledger[k], v, rtol=1e-5, atol=1e-6)
+
+
+def test_knobs_are_validated() -> None:
+    mlp, hwm = _model("mlp"), _model("hwm")
+    with pytest.raises(ValueError, match="no 'dt' knob"):
+        mlp.configure(dt=0.1)
+    with pytest.raises(ValueError, match="dt must be > 0"):
+        hwm.configure(dt=0.0)
+    with pytest.raises(ValueError, match="no 'colour' knob"):
+        hwm.configure(colour=1)
+    assert set(hwm.knobs()) == {"dt", "integrator", "dissipation_scale", "residual_scale"}
+
+
+def test_scene_truth_matches_the_simulator_and_the_model_ledger_balances() -> None:
+    model = _model("hwm", "pendulum")
+    scene = Scene(model)
+    spec = SceneSpec("pendulum", steps=120, seed=3, actions=ActionSchedule("sine", (0.5,), period=1.5))
+    r = scene.run(spec)
+    # truth: the same integrator and substeps as the data simulator, from the same state
+    z0 = scene.initial_state(spec)
+    u = spec.actions.values(120, model.dt, 1, get_system("pendulum").action_bound)
+    ref = rollout(get_system("pendulum").field(), get_integrator("yoshida4"), z0,
+                  torch.as_tensor(u)[None].repeat_interleave(4, 1), model.dt / 4, 480, record_energy=False)  # fmt: skip
+    np.testing.assert_allclose(r.truth_q, ref.q[0, ::4].numpy(), atol=1e-10)
+    assert r.t[-1] == pytest.approx(120 * model.dt)
+    assert r.model_q.shape == (121, 1, 1)
+    assert r.model_q[0] == pytest.approx(r.truth_q[0], abs=1e-6)
+    assert set(r.model_energy) >= {"kinetic", "potential", "total"}
+    # the model's books balance: H(t) - H(0) + dissipated - control work - residual work ~ 0
+    scale = np.abs(r.model_energy["total"]).max() + np.abs(r.model_ledger["control_work"]).max()
+    assert np.abs(r.model_ledger["balance_error"]).max() < 1e-2 * scale
+    assert r.model_ledger["dissipated"][-1] > 0
+    assert np.abs(r.model_ledger["control_work"]).max() > 0
+    assert 0 <= r.vpt <= 120
+    assert r.error[0] == pytest.approx(0, abs=1e-5)
+
+
+def test_scene_caches_the_truth_and_reruns_only_the_model_on_a_knob() -> None:
+    scene = Scene(_model("hwm"))
+    spec = SceneSpec("pendulum", steps=50)
+    a = scene.run(spec)
+    truth = scene._truth
+    b = scene.run(spec, {"dissipation_scale": 0.0, "residual_scale": 0.0})
+    assert scene._truth is truth
+    assert not np.allclose(a.model_p, b.model_p)
+    assert b.model_ledger["dissipated"][-1] == 0
+    c = scene.run(replace(spec, actions=ActionSchedule("constant", (1.0,))))
+    assert scene._truth is not truth
+    assert not np.allclose(c.truth_q, a.truth_q)
+
+
+def test_scene_initial_state_phase_plane_and_frames() -> None:
+    scene = Scene(_model("hwm"))
+    spec = with_initial(SceneSpec("pendulum", steps=20), np.array([1.0]), np.array([-0.5]))
+    r = scene.run(spec)
+    assert r.truth_q[0, 0, 0] == 1.0
+    assert r.truth_p[0, 0, 0] == -0.5
+    plane = scene.phase_plane(spec, 0, 0, (r.truth_q[0], r.truth_p[0]), (-3, 3, -4, 4), levels_n=20, arrows_n=7)
+    assert plane["H"].shape == (20, 20)
+    assert plane["dq"].shape == (49,)
+    assert np.isfinite(plane["H"]).all()
+    truth, pred = scene.frames(r, 5, size=32)
+    assert truth.shape == pred.shape == (32, 32, 3)
+    assert truth.dtype == np.uint8
+    with pytest.raises(ValueError, match="need 1 values"):
+        scene.run(replace(spec, initial=((1.0, 2.0), (0.0, 0.0))))
+    with pytest.raises(ValueError, match="fractions of the bound"):
+        scene.run(replace(spec, actions=ActionSchedule("constant", (2.0,))))
+    with pytest.raises(ValueError, match="expects 1 entities"):
+        scene.run(SceneSpec("chain", steps=5))
+
+
+def test_mlp_scene_has_no_energy_but_true_energy_of_its_states() -> None:
+    r = Scene(_model("mlp")).run(SceneSpec("pendulum", steps=30))
+    assert r.model_energy is None
+    assert r.model_ledger is None
+    assert r.model_true_energy.shape == (31,)
+    assert np.isfinite(r.model_true_energy[:5]).all()
