@@ -149,3 +149,16 @@ def test_train_run_keeps_the_best_checkpoint_when_training_later_diverges(tmp_pa
     assert saved
     assert metrics["best_val_rollout_mse"] is not None
     assert math.isfinite(metrics["best_val_rollout_mse"])
+
+
+def test_a_curriculum_step_up_in_loss_is_not_divergence(tmp_path) -> None:
+    """Regression: the chain's pretrained recipe once 'diverged' at step 290, when the growing
+    horizon legitimately raised a ~1e-7 loss; only a blow-up at the same horizon counts now."""
+    from hwm_studio.pretrained import RECIPES, training_data
+
+    recipe = RECIPES["chain"]
+    cfg = TrainConfig(steps=recipe.steps, horizon=recipe.horizon, seed=recipe.seed, device="cpu")
+    _, result, _ = train_run(training_data(recipe), tmp_path / "run", "hwm", cfg,
+                             callbacks=[lambda e: e["event"] != "step" or e["step"] < 320])  # fmt: skip
+    assert result.status == "stopped", result.message
+    assert result.steps_done == 320

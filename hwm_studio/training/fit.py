@@ -50,7 +50,7 @@ class TrainConfig:
     val_horizon: int | None = None  # None: the whole validation trajectories
     restore_best: bool = True  # end on the weights with the best validation error
     snapshot_every: int = 25  # last-good-weights snapshot period
-    divergence_factor: float = 1e4  # stop if loss > factor * best loss
+    divergence_factor: float = 1e4  # stop if loss > factor * best loss at the same horizon
     seed: int = 0
     device: str = "auto"
 
@@ -161,7 +161,8 @@ def fit(
         return keep
 
     good_state = copy.deepcopy(model.state_dict())
-    best_state, best_val, best_loss = None, math.inf, math.inf
+    best_state, best_val = None, math.inf
+    best_loss: dict[int, float] = {}  # per horizon: the curriculum legitimately raises the loss
     history: list[dict[str, Any]] = []
     status, message = "completed", ""
     t_start = time.perf_counter()
@@ -182,7 +183,8 @@ def fit(
         if cfg.derivative_weight > 0 and labels is not None:
             loss = loss + cfg.derivative_weight * derivative_loss(model, obs, actions, labels)
         loss_value = float(loss.detach())
-        if not math.isfinite(loss_value) or loss_value > cfg.divergence_factor * max(best_loss, 1e-12):
+        ref = best_loss.get(h, math.inf)
+        if not math.isfinite(loss_value) or loss_value > cfg.divergence_factor * max(ref, 1e-12):
             status = "diverged"
             message = f"loss became {loss_value:.3g} at step {step}; restored the last good weights"
             break
@@ -194,7 +196,7 @@ def fit(
             message = f"non-finite gradient at step {step}; restored the last good weights"
             break
         opt.step()
-        best_loss = min(best_loss, loss_value)
+        best_loss[h] = min(ref, loss_value)
         if step % cfg.snapshot_every == 0:
             good_state = copy.deepcopy(model.state_dict())
         record = {
