@@ -1,9 +1,13 @@
-"""`panel serve apps/studio.py`: the studio. Thin composition; the components live in hwm_studio.ui."""
+"""`panel serve apps/studio.py`: the studio. Thin composition; the components live in hwm_studio.ui.
+
+panel serve runs this file once per browser session, so each session gets its own Studio
+(models, scenes, training thread); closing the tab stops that session's training.
+"""
 
 import panel as pn
 
-from hwm_studio.ui.explorer import SimulatorExplorer
+from hwm_studio.ui.app import studio_page
 
-pn.extension(throttled=True)
+pn.extension("vtk", throttled=True)
 
-SimulatorExplorer().servable(title="hwm_studio")
+studio_page().servable()

@@ -1,0 +1,464 @@
+"""The studio: pick a system and a model, move sliders, watch phase space; compare; train live.
+
+One `Studio` per browser session (panel serve runs the app once per session), holding its own
+models, scenes and training job; only the read-only checkpoint files are shared. Every control
+change runs one `Scene.run` (truth cached, model fused) and updates all views in one
+`pn.io.hold()`. The studio talks to models only through the library's public API
+(`load_model`, `knobs`/`configure`, `Scene`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import panel as pn
+import param
+from bokeh.events import Tap
+from bokeh.models import ColumnDataSource
+from bokeh.plotting import figure
+
+from hwm_studio.data.format import DataFormatError
+from hwm_studio.models import WorldModel
+from hwm_studio.physics.integrators import INTEGRATORS
+from hwm_studio.pretrained import RECIPES, available, run_dir
+from hwm_studio.scene import SCHEDULES, ActionSchedule, Scene, SceneResult, SceneSpec, with_initial
+from hwm_studio.training.checkpoint import CheckpointError, load_model, read_config
+from hwm_studio.training.fit import TrainConfig
+from hwm_studio.training.job import TrainingJob
+from hwm_studio.training.run import system_dataset
+from hwm_studio.ui.views import MODEL, OTHER, TOOLS, TRUTH, EnergyView, MetricsView, PhaseView, VideoView
+from hwm_studio.workspace import Workspace, WorkspaceError
+
+MAX_ACTIONS = 2
+LIVE = "training run (live)"
+
+
+class Studio(pn.viewable.Viewer):
+    system = param.Selector(default="pendulum", objects=list(RECIPES), doc="ground-truth system")
+    model_name = param.Selector(default="hwm", objects=["hwm"], label="Model")
+    baseline_name = param.Selector(default="mlp", objects=["mlp"], label="Compare with")
+    schedule = param.Selector(default="constant", objects=list(SCHEDULES), doc="action schedule")
+    action_0 = param.Number(default=0.0, bounds=(-1.0, 1.0), label="Action 1 (fraction of bound)")
+    action_1 = param.Number(default=0.0, bounds=(-1.0, 1.0), label="Action 2 (fraction of bound)")
+    period = param.Number(default=2.0, bounds=(0.2, 10.0), label="Sine period (s)")
+    dissipation_scale = param.Number(default=1.0, bounds=(0.0, 3.0), label="Dissipation scale")
+    residual_scale = param.Number(default=1.0, bounds=(0.0, 2.0), label="Residual weight (0 = pure pH)")
+    integrator = param.Selector(default="leapfrog", objects=list(INTEGRATORS))
+    dt = param.Number(default=0.05, bounds=(0.002, 0.2), label="dt")
+    steps = param.Integer(default=300, bounds=(10, 1000), label="Horizon (steps)")
+    seed = param.Integer(default=0, bounds=(0, 10_000), label="Seed (initial state)")
+    entity = param.Selector(default="pendulum", objects=["pendulum"], label="Phase plane of")
+    coord = param.Integer(default=0, bounds=(0, 1), label="Coordinate")
+    frame = param.Integer(default=0, bounds=(0, 1000))
+    status = param.String(default="")
+
+    def __init__(self, workspace: Workspace | None = None, **params: Any) -> None:
+        super().__init__(**params)
+        self.workspace = workspace or Workspace()
+        self.scene = Scene()
+        self.baseline_scene = Scene(truth_from=self.scene)
+        self.result: SceneResult | None = None
+        self.baseline: SceneResult | None = None
+        self._initial: tuple[np.ndarray, np.ndarray] | None = None
+        self._job: TrainingJob | None = None
+        self._job_system: str | None = None
+        self._live_version = -1
+        self._last_3d = 0.0
+        self.timings: list[float] = []
+        self.phase = PhaseView()
+        self.energy = EnergyView()
+        self.metrics = MetricsView()
+        self.video = VideoView()
+        self.compare_model = PhaseView("Model", model_colour=MODEL)
+        self.compare_base = PhaseView("Baseline", model_colour=OTHER)
+        self._compare_src = ColumnDataSource({k: [] for k in ("t", "truth", "model", "base")})
+        self.compare_energy = self._compare_energy_figure()
+        self.entity3d = None  # built lazily: VTK is the slowest view and optional in tests
+        self.phase.figure.on_event(Tap, self._on_tap)
+        self._train_src = ColumnDataSource({"step": [], "loss": []})
+        self._val_src = ColumnDataSource({"step": [], "val": []})
+        self.train_status = pn.pane.Markdown("No training run in this session.")
+        self._build_widgets()
+        self._on_system()
+        self.param.watch(self._on_system, ["system"])
+        self.param.watch(self._on_model, ["model_name", "baseline_name"])
+        self.param.watch(
+            self._recompute,
+            ["schedule", "action_0", "action_1", "period", "dissipation_scale", "residual_scale", "integrator",
+             "dt", "steps", "seed", "entity", "coord"],
+        )  # fmt: skip
+        self.param.watch(self._on_frame, ["frame"])
+
+    # --- models ----------------------------------------------------------------------------------
+    def _model_options(self) -> list[str]:
+        opts = list(available().get(self.system, []))
+        for name in self.workspace.runs():
+            try:
+                cfg = read_config(self.workspace.run_path(name))
+            except (CheckpointError, WorkspaceError):
+                continue
+            if cfg.system == self.system or (cfg.system == "nbody" and self.system in ("three_body",)):
+                opts.append(f"run: {name}")
+        if self._job is not None and self._job_system == self.system:
+            opts.append(LIVE)
+        return opts or ["(no model)"]
+
+    def _load(self, name: str) -> WorldModel | None:
+        if name == "(no model)":
+            return None
+        if name == LIVE and self._job is not None:
+            import copy
+
+            model = copy.deepcopy(self._job.model)
+            version, weights = self._job.latest_weights()
+            if weights is not None:
+                model.load_state_dict(weights)
+            self._live_version = version
+            return model.eval()
+        path = self.workspace.run_path(name[5:]) if name.startswith("run: ") else run_dir(self.system, name)
+        return load_model(path)
+
+    def _on_system(self, *_: Any) -> None:
+        opts = self._model_options()
+        names = self._system_obj().entity_names()
+        with param.parameterized.discard_events(self):
+            self.param.model_name.objects = opts
+            self.param.baseline_name.objects = opts
+            self.model_name = "hwm" if "hwm" in opts else opts[0]
+            self.baseline_name = "mlp" if "mlp" in opts else opts[-1]
+            self.param.entity.objects = names
+            self.entity = names[0]
+            self._initial = None
+        self._on_model()
+
+    def _on_model(self, *_: Any) -> None:
+        try:
+            self.scene.model = self._load(self.model_name)
+            self.baseline_scene.model = self._load(self.baseline_name)
+        except (CheckpointError, WorkspaceError) as exc:
+            self.status = f"**Could not load the model:** {exc}"
+            self._status_pane.object = self.status
+            return
+        model = self.scene.model
+        knobs = model.knobs() if model is not None else {}
+        with param.parameterized.discard_events(self):
+            if "dt" in knobs:
+                self.dt = float(knobs["dt"])
+            if "integrator" in knobs:
+                self.integrator = str(knobs["integrator"])
+        for name in ("dt", "integrator", "dissipation_scale", "residual_scale"):
+            self._widgets[name].disabled = name not in knobs
+        system = self._system_obj()
+        self._widgets["action_0"].disabled = system.action_dim < 1
+        self._widgets["action_1"].disabled = system.action_dim < 2
+        self._recompute()
+
+    def _system_obj(self):  # noqa: ANN202 (a System)
+        return self.scene.system(SceneSpec(self.system))
+
+    # --- computing -------------------------------------------------------------------------------
+    def spec(self) -> SceneSpec:
+        amp = (self.action_0, self.action_1)[:MAX_ACTIONS]
+        spec = SceneSpec(self.system, steps=self.steps, seed=self.seed,
+                         actions=ActionSchedule(self.schedule, tuple(amp), self.period, self.seed))  # fmt: skip
+        if self.scene.model is not None and "dt" in self.scene.model.knobs():
+            spec = replace(spec, dt=self.dt)
+        if self._initial is not None:
+            spec = with_initial(spec, *self._initial)
+        return spec
+
+    def knobs(self, model: WorldModel | None) -> dict[str, Any]:
+        if model is None:
+            return {}
+        have = model.knobs()
+        wanted = {"dt": self.dt, "integrator": self.integrator, "dissipation_scale": self.dissipation_scale,
+                  "residual_scale": self.residual_scale}  # fmt: skip
+        return {k: v for k, v in wanted.items() if k in have}
+
+    def _recompute(self, *_: Any) -> None:
+        start = time.perf_counter()
+        try:
+            spec = self.spec()
+            r = self.scene.run(spec, self.knobs(self.scene.model))
+            base_model = self.baseline_scene.model
+            base_spec = replace(spec, dt=r.dt)  # same times, so the curves line up
+            b = self.baseline_scene.run(base_spec, self.knobs(base_model)) if base_model is not None else None
+            if b is not None and b.dt != r.dt:  # a discrete baseline keeps its own step
+                b = None
+            entity = self.param.entity.objects.index(self.entity)
+            coord = min(self.coord, r.truth_q.shape[2] - 1)
+            plane = self._plane(self.scene, spec, r, entity, coord)
+            base_plane = self._plane(self.baseline_scene, spec, r, entity, coord) if b is not None else None
+        except (ValueError, RuntimeError) as exc:
+            self._status_pane.object = f"**Cannot roll out:** {exc}"
+            return
+        self.result, self.baseline = r, b
+        frame = min(self.frame, r.steps)
+        with pn.io.hold():
+            self._player.end = r.steps
+            if self.frame > r.steps:
+                self.frame = r.steps
+            self.phase.update(r, entity, coord, plane, frame)
+            self.energy.update(r)
+            self.metrics.update(r, b, self.baseline_name)
+            self.compare_model.update(r, entity, coord, plane, frame)
+            if b is not None:
+                self.compare_base.update(b, entity, coord, base_plane, frame)
+            base_h = b.model_true_energy if b is not None else np.full_like(r.t, np.nan)
+            self._compare_src.data = {"t": r.t, "truth": r.truth_energy, "model": r.model_true_energy, "base": base_h}
+            self._show_frame(frame)
+            self._status_pane.object = self._describe(r)
+        self._update_3d(frame, force=True)
+        self.timings.append(time.perf_counter() - start)
+
+    def _plane(self, scene: Scene, spec: SceneSpec, r: SceneResult, entity: int, coord: int) -> dict | None:
+        if scene.model is None:
+            return None
+        q, p = r.truth_q[:, entity, coord], r.truth_p[:, entity, coord]
+        pad_q = 0.25 * max(np.ptp(q), 0.5)
+        pad_p = 0.25 * max(np.ptp(p), 0.5)
+        extent = (q.min() - pad_q, q.max() + pad_q, p.min() - pad_p, p.max() + pad_p)
+        u0 = r.actions[0] if len(r.actions) else None
+        plane = scene.phase_plane(spec, entity, coord, (r.truth_q[0], r.truth_p[0]), extent, u=u0)
+        plane["extent"] = extent
+        return plane
+
+    def _describe(self, r: SceneResult) -> str:
+        h0 = r.truth_energy[0]
+        model = self.scene.model
+        what = model.describe()["kind"] if model is not None else "no model"
+        return (f"**{r.system_title}** · model **{self.model_name}** ({what}) · true H(0) = {h0:.4g} · "
+                f"{r.steps} steps of dt {r.dt:.3g}")  # fmt: skip
+
+    # --- frames, 3D, clicks --------------------------------------------------------------------
+    def _on_frame(self, *_: Any) -> None:
+        if self.result is None:
+            return
+        frame = min(self.frame, self.result.steps)
+        with pn.io.hold():
+            self._show_frame(frame)
+            entity = self.param.entity.objects.index(self.entity)
+            coord = min(self.coord, self.result.truth_q.shape[2] - 1)
+            self.phase.set_frame(self.result, entity, coord, frame)
+            self.energy.cursor.location = self.result.t[frame]
+        self._update_3d(frame)
+
+    def _show_frame(self, frame: int) -> None:
+        assert self.result is not None
+        truth, model = self.scene.frames(self.result, frame)
+        self.video.update(truth, model)
+
+    def _update_3d(self, frame: int, force: bool = False) -> None:
+        if self.entity3d is None or self.result is None:
+            return
+        now = time.perf_counter()
+        if not force and now - self._last_3d < 0.2:  # the 3D view refreshes at <= 5 Hz
+            return
+        self._last_3d = now
+        self.entity3d.update(self._system_obj(), self.result, frame) if force else self.entity3d.set_frame(frame)
+
+    def _on_tap(self, event: Tap) -> None:
+        """A click on the phase plane moves that entity coordinate's initial (q0, p0)."""
+        if self.result is None or event.x is None or event.y is None:
+            return
+        q0, p0 = self.result.truth_q[0].copy(), self.result.truth_p[0].copy()
+        entity = self.param.entity.objects.index(self.entity)
+        coord = min(self.coord, q0.shape[1] - 1)
+        q0[entity, coord], p0[entity, coord] = float(event.x), float(event.y)
+        self._initial = (q0, p0)
+        self._recompute()
+
+    def reset_initial(self, *_: Any) -> None:
+        self._initial = None
+        self.frame = 0
+        self._recompute()
+
+    # --- training --------------------------------------------------------------------------------
+    def start_training(self, *_: Any) -> None:
+        if self._job is not None and self._job.alive:
+            self.train_status.object = "A run is already training in this session: stop it first."
+            return
+        try:
+            source = self._train_source.value
+            if source == "simulate the selected system":
+                data = system_dataset(self.system, trajectories=48, points=60, seed=self.seed)
+            else:
+                data = self.workspace.load_data(source)
+            cfg = TrainConfig(steps=int(self._train_steps.value), lr=float(self._train_lr.value), val_every=50,
+                              device="cpu", seed=self.seed)  # fmt: skip
+            job = TrainingJob(data, self._train_kind.value, cfg)
+        except (DataFormatError, WorkspaceError, ValueError) as exc:
+            self.train_status.object = f"**Cannot train on this data:** {exc}"
+            return
+        self._job, self._job_system = job, (data.system_name or self.system)
+        if self._job_system == "nbody":
+            self._job_system = self.system
+        self._train_src.data = {"step": [], "loss": []}
+        self._val_src.data = {"step": [], "val": []}
+        job.start()
+        self.train_status.object = f"Training a **{self._train_kind.value}** model on {source}…"
+        if self._poll is None:
+            self._poll = pn.state.add_periodic_callback(self.poll_training, period=500)
+        self._on_system()
+
+    def poll_training(self) -> None:
+        """Drain the worker's metrics into the curves; refresh the live model every ~3 s."""
+        job = self._job
+        if job is None:
+            return
+        events = job.drain()
+        steps = [e for e in events if e["event"] == "step"]
+        vals = [e for e in events if e["event"] == "validation"]
+        if steps:
+            self._train_src.stream({"step": [e["step"] for e in steps], "loss": [e["loss"] for e in steps]},
+                                   rollover=5000)  # fmt: skip
+        if vals:
+            self._val_src.stream({"step": [e["step"] for e in vals], "val": [e["val_rollout_mse"] for e in vals]})
+        if steps and not job.paused:
+            self.train_status.object = f"Training… step {steps[-1]['step']}, loss {steps[-1]['loss']:.3g}"
+        for e in events:
+            if e["event"] == "end":
+                self.train_status.object = f"Training {e['status']} after {e['steps_done']} steps. {e['message']}"
+            elif e["event"] == "error":
+                self.train_status.object = f"**Training failed:** {e['message']}"
+        version, _ = job.latest_weights()
+        if self.model_name == LIVE and version != self._live_version and version > 0:
+            now = time.perf_counter()
+            if now - getattr(self, "_last_live", 0.0) > 3.0:
+                self._last_live = now
+                self._on_model()
+
+    def pause_training(self, *_: Any) -> None:
+        if self._job is None:
+            return
+        if self._job.paused:
+            self._job.resume()
+            self.train_status.object = "Resumed."
+        else:
+            self._job.pause()
+            self.train_status.object = "Paused."
+
+    def stop_training(self, *_: Any) -> None:
+        if self._job is not None:
+            self._job.stop()
+
+    def save_training(self, *_: Any) -> None:
+        if self._job is None:
+            self.train_status.object = "Nothing to save: start a training run first."
+            return
+        try:
+            path = self._job.save(self.workspace.run_path(self._save_name.value))
+        except (WorkspaceError, OSError, ValueError) as exc:
+            self.train_status.object = f"**Cannot save:** {exc}"
+            return
+        self.train_status.object = f"Saved to `runs/{Path(path).name}` in the workspace."
+        self._on_system()
+
+    def close(self) -> None:
+        """Stop this session's training (called when the browser tab closes)."""
+        if self._job is not None:
+            self._job.stop()
+        if self._poll is not None:
+            self._poll.stop()
+            self._poll = None
+
+    # --- layout ----------------------------------------------------------------------------------
+    def _compare_energy_figure(self) -> figure:
+        fig = figure(title="True H along each rollout", height=300, sizing_mode="stretch_width",
+                     x_axis_label="t", tools=TOOLS)  # fmt: skip
+        fig.line("t", "truth", source=self._compare_src, line_color=TRUTH, line_width=3, legend_label="truth")
+        fig.line("t", "model", source=self._compare_src, line_color=MODEL, line_width=2, legend_label="model")
+        fig.line("t", "base", source=self._compare_src, line_color=OTHER, line_width=2, legend_label="baseline")
+        fig.legend.location = "top_left"
+        return fig
+
+    def _compare_error_figure(self) -> figure:
+        """Error vs horizon of both models (the metrics view's sources, drawn a second time)."""
+        fig = figure(title="Normalised state error vs time", height=300, sizing_mode="stretch_width",
+                     x_axis_label="t", y_axis_type="log", tools=TOOLS)  # fmt: skip
+        fig.line("t", "error", source=self.metrics.source, line_color=MODEL, line_width=2, legend_label="model")
+        fig.line("t", "error", source=self.metrics.other, line_color=OTHER, line_width=2, legend_label="baseline")
+        fig.legend.location = "bottom_right"
+        return fig
+
+    def _build_widgets(self) -> None:
+        self._poll = None
+        slider = {"type": pn.widgets.FloatSlider, "throttled": True}
+        self._controls = pn.Param(
+            self.param,
+            parameters=["system", "model_name", "baseline_name", "schedule", "action_0", "action_1", "period",
+                        "dissipation_scale", "residual_scale", "integrator", "dt", "steps", "seed", "entity",
+                        "coord"],
+            widgets={"action_0": {**slider, "step": 0.01}, "action_1": {**slider, "step": 0.01},
+                     "period": {**slider, "step": 0.1}, "dissipation_scale": {**slider, "step": 0.05},
+                     "residual_scale": {**slider, "step": 0.05}, "dt": {**slider, "step": 0.001},
+                     "steps": {"type": pn.widgets.IntSlider, "throttled": True}},
+            show_name=False, width=290,
+        )  # fmt: skip
+        self._widgets = {name: self._controls._widgets[name] for name in self._controls._widgets}
+        self._player = pn.widgets.Player(start=0, end=self.steps, value=0, interval=60, loop_policy="loop",
+                                         width=290)  # fmt: skip
+        self._player.link(self, value="frame")
+        self._reset = pn.widgets.Button(label="Reset initial state", width=290)
+        self._reset.on_click(self.reset_initial)
+        self._status_pane = pn.pane.Markdown("", sizing_mode="stretch_width")
+        # training controls
+        files = ["simulate the selected system", *self.workspace.data_files()]
+        self._train_source = pn.widgets.Select(label="Data", options=files, width=260)
+        self._train_kind = pn.widgets.Select(label="Model kind", options=["hwm", "mlp", "node", "hnn"], width=260)
+        self._train_steps = pn.widgets.IntInput(label="Steps", value=600, start=10, end=100_000, width=120)
+        self._train_lr = pn.widgets.FloatInput(label="Learning rate", value=3e-3, start=1e-5, end=1.0, width=120)
+        self._save_name = pn.widgets.TextInput(label="Save as (runs/NAME)", value="my_run", width=260)
+        self._start = pn.widgets.Button(label="Start", color="primary", width=80)
+        self._pause = pn.widgets.Button(label="Pause/Resume", width=110)
+        self._stop = pn.widgets.Button(label="Stop", width=70)
+        self._save = pn.widgets.Button(label="Save", width=70)
+        self._start.on_click(self.start_training)
+        self._pause.on_click(self.pause_training)
+        self._stop.on_click(self.stop_training)
+        self._save.on_click(self.save_training)
+
+    def _training_tab(self) -> pn.viewable.Viewable:
+        fig = figure(title="Training loss and validation rollout error", height=360, sizing_mode="stretch_width",
+                     x_axis_label="step", y_axis_type="log", tools=TOOLS)  # fmt: skip
+        fig.line("step", "loss", source=self._train_src, line_color=MODEL, legend_label="training loss")
+        fig.scatter("step", "val", source=self._val_src, color=OTHER, size=6, legend_label="validation rollout MSE")
+        fig.line("step", "val", source=self._val_src, line_color=OTHER)
+        controls = pn.Column(self._train_source, self._train_kind, pn.Row(self._train_steps, self._train_lr),
+                             pn.Row(self._start, self._pause, self._stop), self._save_name, self._save,
+                             width=290)  # fmt: skip
+        note = pn.pane.Markdown(f"Choose **{LIVE}** as the model on the Explore tab to watch it learn.")
+        return pn.Row(controls, pn.Column(self.train_status, pn.pane.Bokeh(fig, sizing_mode="stretch_width"), note,
+                                          sizing_mode="stretch_width"), sizing_mode="stretch_width")  # fmt: skip
+
+    def enable_3d(self) -> None:
+        from hwm_studio.ui.entity3d import EntityView3D
+
+        if self.entity3d is None:
+            self.entity3d = EntityView3D()
+            if self.result is not None:
+                self._update_3d(min(self.frame, self.result.steps), force=True)
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        self.enable_3d()
+        explore = pn.Column(
+            pn.Row(self.phase, self.energy, sizing_mode="stretch_width"),
+            pn.Row(self.metrics, pn.Column(self.video, self.entity3d), sizing_mode="stretch_width"),
+            sizing_mode="stretch_width",
+        )
+        compare = pn.Column(
+            pn.Row(self.compare_model, self.compare_base, sizing_mode="stretch_width"),
+            pn.Row(pn.pane.Bokeh(self.compare_energy, sizing_mode="stretch_width"),
+                   pn.pane.Bokeh(self._compare_error_figure(), sizing_mode="stretch_width"),
+                   sizing_mode="stretch_width"),
+            sizing_mode="stretch_width",
+        )  # fmt: skip
+        tabs = pn.Tabs(("Explore", explore), ("Compare", compare), ("Train", self._training_tab()),
+                       sizing_mode="stretch_width", dynamic=False)  # fmt: skip
+        sidebar = pn.Column("## hwm_studio", self._controls, self._player, self._reset, width=310)
+        return pn.Row(sidebar, pn.Column(self._status_pane, tabs, sizing_mode="stretch_width"),
+                      sizing_mode="stretch_width")  # fmt: skip

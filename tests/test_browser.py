@@ -1,0 +1,179 @@
+"""The served studio in headless Debian chromium (playwright): what a user sees and does.
+
+Screenshots land in test-artifacts/ (look at them). The app is served in-process on a free port
+with a temporary workspace; every check reads either the page's pixels or the server-side
+session the page is talking to.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pn = pytest.importorskip("panel")
+playwright = pytest.importorskip("playwright.sync_api")
+
+from hwm_studio.ui.app import studio_page  # noqa: E402
+from hwm_studio.workspace import Workspace  # noqa: E402
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]  # fmt: skip
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium is not installed (make test installs it)")
+    pn.extension("vtk", throttled=True)
+    workspace = Workspace(tmp_path_factory.mktemp("workspace"))
+    studios = []
+
+    def make():
+        page = studio_page(workspace)
+        studios.append(page.studio)
+        return page
+
+    port = _free_port()
+    server = pn.serve({"studio": make}, port=port, address="127.0.0.1", threaded=True, show=False,
+                      websocket_origin=[f"127.0.0.1:{port}"])  # fmt: skip
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.2)
+    yield f"http://127.0.0.1:{port}/studio", studios
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+def _open(browser, url: str, errors: list[str]):
+    page = browser.new_page(viewport={"width": 1600, "height": 1150})
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(url)
+    page.get_by_text("300 steps of dt").wait_for(timeout=60_000)
+    page.wait_for_timeout(1500)  # let the canvases paint
+    return page
+
+
+def _wait(predicate, timeout: float = 30.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError("condition not reached in time")
+
+
+def _shot(page, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def test_page_loads_with_every_view_and_no_console_errors(served, browser) -> None:
+    url, _ = served
+    errors: list[str] = []
+    page = _open(browser, url, errors)
+    canvases = page.locator("canvas")
+    _wait(lambda: canvases.count() >= 5)  # phase, energy, metrics, video (bokeh) and the VTK view
+    for tab in ("Explore", "Compare", "Train"):
+        assert page.get_by_text(tab, exact=True).count() >= 1
+    page.get_by_text("VPT").first.wait_for()
+    _shot(page, "studio_explore.png")
+    page.get_by_text("Compare", exact=True).first.click()
+    page.wait_for_timeout(1500)
+    _shot(page, "studio_compare.png")
+    assert errors == []
+    page.close()
+
+
+def test_moving_the_action_slider_redraws_phase_and_energy(served, browser) -> None:
+    url, studios = served
+    errors: list[str] = []
+    n_before = len(studios)
+    page = _open(browser, url, errors)
+    _wait(lambda: len(studios) > n_before)
+    studio = studios[-1]
+    q_before = np.array(studio.phase.model.data["q"])
+    work_before = np.array(studio.energy.source.data["control_work"])
+    phase_canvas = page.locator(".bk-Canvas").first
+    pixels_before = phase_canvas.screenshot()
+    handle = page.locator(".noUi-handle").first  # the first slider: Action 1
+    handle.focus()
+    handle.press("End")
+    _wait(lambda: studio.action_0 > 0.5)
+    _wait(lambda: not np.allclose(studio.phase.model.data["q"], q_before))
+    assert np.abs(studio.energy.source.data["control_work"]).max() > np.abs(work_before).max()
+    page.wait_for_timeout(1000)
+    assert phase_canvas.screenshot() != pixels_before  # the browser redrew it
+    _shot(page, "studio_action.png")
+    assert errors == []
+    page.close()
+
+
+def test_in_app_training_streams_a_loss_curve(served, browser) -> None:
+    url, studios = served
+    errors: list[str] = []
+    n_before = len(studios)
+    page = _open(browser, url, errors)
+    _wait(lambda: len(studios) > n_before)
+    studio = studios[-1]
+    page.get_by_text("Train", exact=True).first.click()
+    page.wait_for_timeout(500)
+    page.get_by_role("button", name="Start").click()
+    _wait(lambda: len(studio._train_src.data["loss"]) > 20, timeout=90)
+    page.wait_for_timeout(1500)
+    _shot(page, "studio_training.png")
+    page.get_by_role("button", name="Stop").click()
+    _wait(lambda: studio._job is not None and not studio._job.alive, timeout=30)
+    assert errors == []
+    page.close()
+
+
+def test_two_sessions_do_not_interfere(served, browser) -> None:
+    url, studios = served
+    n_before = len(studios)
+    errors: list[str] = []
+    a = _open(browser, url, errors)
+    b = _open(browser, url, errors)
+    _wait(lambda: len(studios) >= n_before + 2)
+    sa, sb = studios[-2], studios[-1]
+    assert sa is not sb
+    assert sa.scene.model is not sb.scene.model  # each session owns its model (knobs are per session)
+    q_b = np.array(sb.phase.model.data["q"])
+    handle = a.locator(".noUi-handle").first
+    handle.focus()
+    handle.press("End")
+    _wait(lambda: max(sa.action_0, sb.action_0) > 0.5)
+    still = sb if sa.action_0 > 0.5 else sa
+    assert still.action_0 == 0.0
+    np.testing.assert_array_equal(np.array(still.phase.model.data["q"]), q_b)
+    assert errors == []
+    a.close()
+    b.close()
