@@ -39,7 +39,11 @@ format: setup
 	$(VENV)/bin/ruff format .
 
 bench: setup
-	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/latency.py
+	$(PY) benchmarks/protocols.py
+
+assets: setup
+	$(PY) scripts/train_assets.py
 
 # Regenerate the lock from the current environment (torch kept at 2.13.0, not the local +cpu tag).
 lock:

@@ -12,6 +12,7 @@ Truth is cached: turning a model knob (dissipation, residual, integrator) re-run
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -26,6 +27,7 @@ from hwm_studio.state import PhaseState
 from hwm_studio.systems import System, get_system
 
 SCHEDULES = ("constant", "sine", "random")
+_TRUTH_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hwm-truth")
 VPT_THRESHOLD = 0.1
 TRUTH_SUBSTEPS = 2  # yoshida4 substeps per shown step (tests bound the gap to the data simulator's 4)
 
@@ -134,6 +136,10 @@ class Scene:
             return PhaseState(q.reshape(1, e, d), p.reshape(1, e, d))
         return system.sample_initial(1, torch.Generator().manual_seed(spec.seed))
 
+    def _truth_cached(self, spec: SceneSpec) -> bool:
+        owner = self._truth_from or self
+        return owner._truth_key == (replace(spec, dt=None), self.dt(spec))
+
     def truth(self, spec: SceneSpec) -> tuple[np.ndarray, ...]:
         """(t, actions, q, p, energy) of the exact system; cached on everything that defines it."""
         if self._truth_from is not None:
@@ -170,20 +176,24 @@ class Scene:
         model = self.model
         if model is not None and knobs:
             model.configure(**knobs)
-        t, u, tq, tp, te = self.truth(spec)
-        system = self._system
-        assert system is not None
-        if model is None:
-            mq, mp, traj = tq, tp, None
-        else:
+        # The model needs only the initial state and the actions, not the true trajectory: when the
+        # truth must be recomputed it runs on a second core meanwhile (traced graphs drop the GIL).
+        pending = None if self._truth_cached(spec) else _TRUTH_POOL.submit(self.truth, spec)
+        system = self.system(spec)
+        traj = None
+        if model is not None:
             self._check_model(system)
             dtype = torch.float32
-            q0 = torch.as_tensor(tq[None, 0], dtype=dtype)
-            p0 = torch.as_tensor(tp[None, 0], dtype=dtype)
+            z0 = self.initial_state(spec)
+            u = spec.actions.values(spec.steps, self.dt(spec), system.action_dim, system.action_bound)
             actions = torch.as_tensor(u[None], dtype=dtype) if system.action_dim and np.any(u != 0) else None
             has_energy = model.hamiltonian_field is not None
-            q_hat, p_hat, traj = model.rollout_data(q0, p0, actions, spec.steps, record_energy=has_energy, fused=True)
+            q_hat, p_hat, traj = model.rollout_data(z0.q.to(dtype), z0.p.to(dtype), actions, spec.steps,
+                                                    record_energy=has_energy, fused=True)  # fmt: skip
             mq, mp = q_hat[0].double().numpy(), p_hat[0].double().numpy()
+        t, u, tq, tp, te = pending.result() if pending is not None else self.truth(spec)
+        if model is None:
+            mq, mp = tq, tp
         finite = bool(np.isfinite(mq).all() and np.isfinite(mp).all())
         me = system.energy(flatten_time(torch.as_tensor(mq[None]), torch.as_tensor(mp[None]))).numpy()
         error = self._error(tq, tp, mq, mp, model)
