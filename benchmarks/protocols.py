@@ -54,9 +54,13 @@ def markdown(rows: list[dict]) -> str:
         for r in (r for r in rows if r["protocol"] == name):
             lines.append(f"| {r['model']} | {_fmt(r[key])} | {_fmt(r.get(key2)) if key2 else ''} "
                          f"| {r['train_seconds']:.0f} |")  # fmt: skip
-        for who, value in PUBLISHED.get(name, {}).items():
+        published = PUBLISHED.get(name, {})
+        for who, value in published.items():
+            if who.endswith(", honest"):
+                continue  # shown in the true-H column of its row
             if isinstance(value, float):
-                lines.append(f"| {who} | {_fmt(value)} | | |")
+                honest = published.get(f"{who}, honest")
+                lines.append(f"| {who} | {_fmt(value)} | {_fmt(honest) if honest is not None else ''} | |")
             else:
                 lines.append(f"| {who} | | | {value} |")
         lines.append("")
@@ -70,7 +74,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=None, help="training steps (default: each protocol's own)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--render", action="store_true", help="only re-render protocols.md from protocols.json")
     args = ap.parse_args(argv)
+    if args.render:
+        rows = json.loads((args.out / "protocols.json").read_text())["rows"]
+        atomic_write_text(args.out / "protocols.md", markdown(rows))
+        print(markdown(rows))
+        return 0
     torch.set_num_threads(2)
     rows: list[dict] = []
     started = time.perf_counter()
