@@ -39,9 +39,11 @@ class ConstantFriction(Dissipation):
     def gamma(self) -> Tensor:
         return F.softplus(self.theta)  # (E or 1, D)
 
-    def apply(self, state: PhaseState, hamiltonian: Hamiltonian) -> PhaseState:
+    momentum_only = True
+
+    def momentum_part(self, state: PhaseState, hamiltonian: Hamiltonian) -> Tensor:
         gp = hamiltonian.grad_p(state.q, state.p)
-        return PhaseState(torch.zeros_like(state.q), self.gamma().to(gp.dtype) * gp)
+        return self.gamma().to(gp.dtype) * gp
 
 
 class StateFriction(Dissipation):
@@ -59,9 +61,11 @@ class StateFriction(Dissipation):
         x = torch.cat([self.features(state.q), state.p * self.inv_p.to(state.p.dtype)], dim=-1)
         return F.softplus(self.net(x) + self.bias)  # (B, E, D)
 
-    def apply(self, state: PhaseState, hamiltonian: Hamiltonian) -> PhaseState:
+    momentum_only = True
+
+    def momentum_part(self, state: PhaseState, hamiltonian: Hamiltonian) -> Tensor:
         gp = hamiltonian.grad_p(state.q, state.p)
-        return PhaseState(torch.zeros_like(state.q), self.gamma(state) * gp)
+        return self.gamma(state) * gp
 
 
 class LearnedInputMap(InputMap):
@@ -87,9 +91,11 @@ class LearnedInputMap(InputMap):
             g = g + self.net(self.features(q).reshape(q.shape[0], -1)).reshape(q.shape[0], *self.g0.shape)
         return g
 
-    def apply(self, state: PhaseState, u: Tensor) -> PhaseState:
+    momentum_only = True
+
+    def momentum_part(self, state: PhaseState, u: Tensor) -> Tensor:
         force = (self.matrix(state.q) @ u[..., None]).reshape(u.shape[0], self.n_entities, self.dim)
-        return PhaseState(torch.zeros_like(state.q), force.expand_as(state.p))
+        return force if force.shape == state.p.shape else force.expand_as(state.p)
 
 
 class LearnedResidual(Residual):
@@ -110,5 +116,5 @@ class LearnedResidual(Residual):
         parts = [self.features(state.q).reshape(b, -1), (state.p * self.inv_p.to(state.p.dtype)).reshape(b, -1)]
         if self.action_dim:
             parts.append(u if u is not None else state.q.new_zeros(b, self.action_dim))
-        out = self.net(torch.cat(parts, dim=-1)).reshape(b, 2, self.n_entities, self.dim)
-        return PhaseState(out[:, 0], out[:, 1])
+        rq, rp = self.net(torch.cat(parts, dim=-1)).reshape(b, 2, self.n_entities, self.dim).unbind(1)
+        return PhaseState(rq, rp)

@@ -16,30 +16,46 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from hwm_studio.physics.energy import Hamiltonian
+from hwm_studio.physics.energy import Hamiltonian, sum_or_zeros
 from hwm_studio.state import PhaseState
 
 
 class Dissipation(nn.Module, ABC):
-    """R(z) grad H(z) for a positive semi-definite R(z) (PSD must hold by construction)."""
+    """R(z) grad H(z) for a positive semi-definite R(z) (PSD must hold by construction).
 
-    @abstractmethod
+    Friction that acts on momenta only (R = diag(0, Gamma)) sets `momentum_only` and implements
+    `momentum_part`; the field then skips the zero q-part (fewer ops per integrator stage).
+    """
+
+    momentum_only: ClassVar[bool] = False
+
     def apply(self, state: PhaseState, hamiltonian: Hamiltonian) -> PhaseState:
         """Return R(z) grad H(z) as a (q-part, p-part) pair, each (B, E, D)."""
+        return PhaseState(torch.zeros_like(state.q), self.momentum_part(state, hamiltonian))
+
+    def momentum_part(self, state: PhaseState, hamiltonian: Hamiltonian) -> Tensor:
+        """The p-part of R grad H, for `momentum_only` dissipations."""
+        raise NotImplementedError(f"{type(self).__name__} must override apply or momentum_part")
 
 
 class InputMap(nn.Module, ABC):
-    """G(z) u: how an action of dimension `action_dim` pushes the state."""
+    """G(z) u: how an action of dimension `action_dim` pushes the state (same momentum-only option)."""
 
     action_dim: int
+    momentum_only: ClassVar[bool] = False
 
-    @abstractmethod
     def apply(self, state: PhaseState, u: Tensor) -> PhaseState:
         """Return G(z) u for u of shape (B, action_dim)."""
+        return PhaseState(torch.zeros_like(state.q), self.momentum_part(state, u))
+
+    def momentum_part(self, state: PhaseState, u: Tensor) -> Tensor:
+        """The p-part of G u, for `momentum_only` input maps."""
+        raise NotImplementedError(f"{type(self).__name__} must override apply or momentum_part")
 
 
 class Residual(nn.Module, ABC):
@@ -64,9 +80,11 @@ class MomentumDamping(Dissipation):
             raise ValueError(f"damping gamma must be finite and >= 0 (R must be PSD), got {gamma}")
         self.register_buffer("gamma", g)
 
-    def apply(self, state: PhaseState, hamiltonian: Hamiltonian) -> PhaseState:
+    momentum_only = True
+
+    def momentum_part(self, state: PhaseState, hamiltonian: Hamiltonian) -> Tensor:
         gp = hamiltonian.grad_p(state.q, state.p)
-        return PhaseState(torch.zeros_like(state.q), self.gamma.to(gp.dtype) * gp)
+        return self.gamma.to(gp.dtype) * gp
 
 
 class LinearInputMap(InputMap):
@@ -84,9 +102,11 @@ class LinearInputMap(InputMap):
         self.action_dim = g.shape[1]
         self.n_entities, self.dim = n_entities, dim
 
-    def apply(self, state: PhaseState, u: Tensor) -> PhaseState:
+    momentum_only = True
+
+    def momentum_part(self, state: PhaseState, u: Tensor) -> Tensor:
         force = (u @ self.matrix.to(u.dtype).T).reshape(u.shape[0], self.n_entities, self.dim)
-        return PhaseState(torch.zeros_like(state.q), force.expand_as(state.p))
+        return force.expand_as(state.p)
 
 
 class PortHamiltonianField(nn.Module):
@@ -140,14 +160,27 @@ class PortHamiltonianField(nn.Module):
 
     def nonconservative(self, state: PhaseState, u: Tensor | None) -> PhaseState:
         """-R grad H + G u + r: everything that exchanges energy with the outside."""
-        out = PhaseState.zeros_like(state)
+        q_parts: list[Tensor] = []
+        p_parts: list[Tensor] = []
+
+        def add(scale: float | Tensor, port: nn.Module, *args: object) -> None:
+            def scaled(x: Tensor) -> Tensor:
+                return x if isinstance(scale, float) and scale == 1.0 else scale * x
+
+            if getattr(port, "momentum_only", False):
+                p_parts.append(scaled(port.momentum_part(state, *args)))
+            else:
+                part = port.apply(state, *args)
+                q_parts.append(scaled(part.q))
+                p_parts.append(scaled(part.p))
+
         if self._dissipating():
-            out = out.axpy(-self.dissipation_scale, self.dissipation.apply(state, self.hamiltonian))
+            add(-self.dissipation_scale, self.dissipation, self.hamiltonian)
         if u is not None and self.input_map is not None:
-            out = out.axpy(1.0, self.input_map.apply(state, u))
+            add(1.0, self.input_map, u)
         if self._residual_on():
-            out = out.axpy(self.residual_scale, self.residual.apply(state, u))
-        return out
+            add(self.residual_scale, self.residual, u)
+        return PhaseState(sum_or_zeros(q_parts, state.q), sum_or_zeros(p_parts, state.p))
 
     def forward(self, state: PhaseState, u: Tensor | None = None) -> PhaseState:
         """dz/dt at `state` under action `u` (B, A) or None."""

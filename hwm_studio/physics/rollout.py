@@ -140,8 +140,11 @@ def energy_ledger(
     u_flat = None if actions is None else actions.reshape(b * steps, -1)
     start = flatten_time(q[:, :-1], p[:, :-1])
     end = flatten_time(q[:, 1:], p[:, 1:])
-    p_start = {k: v.reshape(b, steps) for k, v in field.powers(start, u_flat).items()}
-    p_end = {k: v.reshape(b, steps) for k, v in field.powers(end, u_flat).items()}
+    both = PhaseState(torch.cat([start.q, end.q]), torch.cat([start.p, end.p]))  # one batched evaluation
+    powers = field.powers(both, None if u_flat is None else torch.cat([u_flat, u_flat]))
+    n = b * steps
+    p_start = {k: v[:n].reshape(b, steps) for k, v in powers.items()}
+    p_end = {k: v[n:].reshape(b, steps) for k, v in powers.items()}
 
     def cumulative(name: str) -> Tensor:
         work = 0.5 * dt * (p_start[name] + p_end[name])  # (B, T) trapezoid per interval

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from hwm_studio.physics.energy import Hamiltonian
 from hwm_studio.physics.integrators.base import SplittingIntegrator
-from hwm_studio.physics.integrators.leapfrog import leapfrog_step
+from hwm_studio.physics.integrators.leapfrog import leapfrog_composition
 from hwm_studio.state import PhaseState
 
 W1 = 1.0 / (2.0 - 2.0 ** (1.0 / 3.0))
@@ -25,6 +25,4 @@ class Yoshida4(SplittingIntegrator):
         self.iterations = iterations
 
     def conservative_step(self, hamiltonian: Hamiltonian, state: PhaseState, dt: float) -> PhaseState:
-        for w in (W1, W0, W1):
-            state = leapfrog_step(hamiltonian, state, w * dt, self.iterations)
-        return state
+        return leapfrog_composition(hamiltonian, state, dt, (W1, W0, W1), self.iterations)
