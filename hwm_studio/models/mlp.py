@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -66,6 +67,30 @@ class MLP(nn.Module):
             x = _act_value(self.activation, layer(x))
         return self.out(x)
 
+    def _hidden(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """Last hidden activation and every layer's activation derivative, over x flattened to 2-D
+        (linear maps on 2-D inputs skip a reshape per layer; callers restore the leading shape)."""
+        derivs = []
+        h = x.reshape(-1, x.shape[-1])
+        for layer in self.hidden:
+            h, dh = _act(self.activation, layer(h))
+            derivs.append(dh)
+        return h, derivs
+
+    def _backward(self, g: Tensor, derivs: list[Tensor]) -> Tensor:
+        """Carry a cotangent on the last hidden layer back to the input (chain rule written out)."""
+        for layer, dh in zip(reversed(self.hidden), reversed(derivs), strict=True):
+            g = (g * dh) @ layer.weight  # back through activation and linear map
+        return g
+
+    def forward_and_vjp(self, x: Tensor) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
+        """y = f(x) for x (N, in), and the map cotangent (N, out) -> cotangent^T df/dx (N, in).
+
+        Analytic, like ScalarMLP.value_and_grad: no autograd graph, so it traces and fuses.
+        """
+        h, derivs = self._hidden(x)
+        return self.out(h).reshape(*x.shape[:-1], -1), lambda cot: self._backward(cot @ self.out.weight, derivs)
+
 
 class ScalarMLP(MLP):
     """MLP with one output and an analytic gradient with respect to its input."""
@@ -79,18 +104,17 @@ class ScalarMLP(MLP):
             bound = 1.0 / math.sqrt(layer.in_features)
             nn.init.uniform_(layer.bias, -bound, bound)
 
+    def _input_grad(self, h: Tensor, derivs: list[Tensor]) -> Tensor:
+        g = self._backward(self.out.weight[0], derivs)  # dy/dh_L (hidden,), broadcast by the first dh
+        return g if derivs else g.expand_as(h)
+
     def value_and_grad(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """y (...,) and dy/dx (..., in_dim) for x (..., in_dim), by the chain rule written out."""
-        derivs = []
-        h = x
-        for layer in self.hidden:
-            h, dh = _act(self.activation, layer(h))
-            derivs.append(dh)
-        y = self.out(h)[..., 0]
-        g = self.out.weight[0].expand_as(h)  # (..., hidden): dy/dh_L
-        for layer, dh in zip(reversed(self.hidden), reversed(derivs), strict=True):
-            g = (g * dh) @ layer.weight  # back through activation and linear map
-        return y, g
+        h, derivs = self._hidden(x)
+        lead = x.shape[:-1]
+        return self.out(h)[:, 0].reshape(lead), self._input_grad(h, derivs).reshape(x.shape)
 
     def grad(self, x: Tensor) -> Tensor:
-        return self.value_and_grad(x)[1]
+        """dy/dx alone (what integrators need: skips the output layer)."""
+        h, derivs = self._hidden(x)
+        return self._input_grad(h, derivs).reshape(x.shape)
