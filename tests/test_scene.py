@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import types
 from dataclasses import replace
 
 import numpy as np
@@ -10,10 +11,12 @@ import torch
 
 from hwm_studio.data.simulate import simulate
 from hwm_studio.models import MODELS, build_model, config_from_data
-from hwm_studio.physics.fused import FusedRollout
+from hwm_studio.physics.energy import EnergyTerm
+from hwm_studio.physics.fused import FusedRollout, NotFusable
 from hwm_studio.physics.integrators import INTEGRATORS, get_integrator
 from hwm_studio.physics.rollout import rollout
 from hwm_studio.scene import ActionSchedule, Scene, SceneSpec, with_initial
+from hwm_studio.state import PhaseState
 from hwm_studio.systems import get_system
 
 
@@ -62,6 +65,40 @@ def test_fused_model_rollout_equals_eager_with_knobs(kind: str) -> None:
             torch.testing.assert_close(fused[1], eager[1], rtol=1e-6, atol=1e-6)
             for k, v in eager[2].ledger.items():
                 torch.testing.assert_close(fused[2].ledger[k], v, rtol=1e-5, atol=1e-6)
+
+
+def test_frozen_graphs_are_used_for_fixed_weights_and_dropped_when_weights_change() -> None:
+    model = _model("hwm", "chain")
+    q0, p0, u = torch.randn(1, 4, 1), torch.randn(1, 4, 1), torch.randn(1, 40, 1)
+    with torch.no_grad():
+        first = model.rollout_data(q0, p0, u, 40, fused=True)  # traced: exactly the eager numbers
+        eager = model.rollout_data(q0, p0, u, 40)
+        torch.testing.assert_close(first[0], eager[0], rtol=0, atol=0)
+        second = model.rollout_data(q0, p0, u, 40, fused=True)  # same weights: frozen graph
+        (graph,) = model._fused_cache[model.integrator.name]._graphs.values()
+        assert graph.frozen is not None
+        torch.testing.assert_close(second[0], eager[0], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(second[1], eager[1], rtol=1e-4, atol=1e-5)
+        model.field.hamiltonian.terms[1].net.out.weight.mul_(1.5)  # an optimiser step, in place
+        changed = model.rollout_data(q0, p0, u, 40, fused=True)
+        assert graph.frozen is None  # the stale frozen graph is gone...
+        eager_changed = model.rollout_data(q0, p0, u, 40)
+        torch.testing.assert_close(changed[0], eager_changed[0], rtol=0, atol=0)  # ...and the new weights act
+        assert not torch.allclose(changed[0], first[0])
+
+
+def test_a_field_that_cannot_be_traced_rolls_out_eagerly() -> None:
+    """An energy term whose gradient needs autograd cannot be traced: same numbers, eagerly."""
+    model = _model("hwm", "pendulum")
+    potential = model.field.hamiltonian.terms[1]
+    potential.grad_q = types.MethodType(EnergyTerm.grad_q, potential)  # the autograd default
+    q0, p0, u = torch.randn(2, 1, 1), torch.randn(2, 1, 1), torch.randn(2, 30, 1)
+    with torch.no_grad():
+        fused = model.rollout_data(q0, p0, u, 30, fused=True)
+        eager = model.rollout_data(q0, p0, u, 30)
+    torch.testing.assert_close(fused[0], eager[0], rtol=0, atol=0)
+    with pytest.raises(NotFusable, match="cannot trace"):
+        FusedRollout(model.integration_field(), model.integrator)(PhaseState(q0, p0), u, 0.05, 30)
 
 
 def test_knobs_are_validated() -> None:

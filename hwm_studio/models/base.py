@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from hwm_studio.models.coders import build_coder
 from hwm_studio.models.config import ModelConfig
 from hwm_studio.physics.field import VectorField
-from hwm_studio.physics.fused import FusedRollout
+from hwm_studio.physics.fused import FusedRollout, NotFusable
 from hwm_studio.physics.integrators import Integrator, get_integrator
 from hwm_studio.physics.port_hamiltonian import PortHamiltonianField
 from hwm_studio.physics.rollout import Trajectory, energy_ledger
@@ -98,14 +98,18 @@ class WorldModel(nn.Module, ABC):
         """From data-space states (B, E, D): predicted (q, p) in data coordinates, (B, steps+1, E, D),
         and the latent trajectory (with the model's energy ledger when `record_energy`).
 
-        `fused=True` (inference only) runs continuous models through traced step chunks: same
-        numbers, several times less per-step overhead (the studio's interactive path).
+        `fused=True` (inference only) runs the model's step (see `stepper`) through traced chunks:
+        same numbers, several times less per-step overhead (the studio's interactive path).
         """
         z0 = self.encode(self.coder.observe(q0, p0))
         actions = self.accepted_actions(actions)
-        if fused and self.continuous and steps >= FUSE_MIN_STEPS and not torch.is_grad_enabled():
-            traj = self._fused_rollout(z0, actions, steps, record_energy)
-        else:
+        traj = None
+        if fused and steps >= FUSE_MIN_STEPS and not torch.is_grad_enabled() and not self.__dict__.get("_unfusable"):
+            try:
+                traj = self._fused_rollout(z0, actions, steps, record_energy)
+            except NotFusable:
+                self._unfusable = True  # e.g. an energy term whose gradient needs autograd
+        if traj is None:
             traj = self.rollout_latent(z0, actions, steps, record_energy)
         q, p = self.coder.to_data(self.decode(traj.q, traj.p))
         return q, p, traj
@@ -117,12 +121,16 @@ class WorldModel(nn.Module, ABC):
             raise ValueError(f"the {self.kind} model has no vector field to integrate")
         return field
 
+    def stepper(self) -> tuple[nn.Module, Integrator]:
+        """(field, step rule) that one model step applies: what a fused rollout traces."""
+        return self.integration_field(), self.integrator
+
     def _fused_rollout(self, z0: PhaseState, actions: Tensor | None, steps: int, record_energy: bool) -> Trajectory:
-        field = self.integration_field()
-        key = self.integrator.name
+        field, step_rule = self.stepper()
+        key = step_rule.name
         cache = self.__dict__.setdefault("_fused_cache", {})
         if key not in cache:
-            cache[key] = FusedRollout(field, self.integrator)
+            cache[key] = FusedRollout(field, step_rule)
         if actions is not None and not getattr(field, "action_dim", 0):
             actions = None
         q, p = cache[key](z0, actions, self.dt, steps)

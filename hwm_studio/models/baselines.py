@@ -45,6 +45,15 @@ class _FlatNet(torch.nn.Module):
         return PhaseState(out[:, 0] * qs, out[:, 1] * ps)
 
 
+class DiscreteStep:
+    """z_{t+1} = z_t + f(z_t, u_t), shaped like an integrator step so its rollouts can be fused."""
+
+    name = "discrete"
+
+    def step(self, field: torch.nn.Module, state: PhaseState, u: Tensor | None, dt: object = None) -> PhaseState:
+        return state.axpy(1.0, field(state, u))
+
+
 class MLPTransition(WorldModel):
     kind = "mlp"
     continuous = False
@@ -52,6 +61,10 @@ class MLPTransition(WorldModel):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
         self.f = _FlatNet(config)
+        self.step_rule = DiscreteStep()
+
+    def stepper(self) -> tuple[torch.nn.Module, DiscreteStep]:  # type: ignore[override]
+        return self.f, self.step_rule
 
     def rollout_latent(
         self, z0: PhaseState, actions: Tensor | None, steps: int, record_energy: bool = False
@@ -64,7 +77,7 @@ class MLPTransition(WorldModel):
         qs, ps = [z.q], [z.p]
         for t in range(steps):
             u = None if actions is None else actions[:, t]
-            z = z.axpy(1.0, self.f(z, u))
+            z = self.step_rule.step(self.f, z, u)
             qs.append(z.q)
             ps.append(z.p)
         return Trajectory(torch.stack(qs, 1), torch.stack(ps, 1), self.dt,

@@ -8,7 +8,11 @@ unchanged (the tests compare against the eager rollout).
 What may change between calls without re-tracing: the state, the actions, dt, and the field's
 dissipation and residual scales, which are graph inputs. Every integrator here iterates a fixed
 number of times (no data-dependent control flow), so the traced graph is exact. Weights are read
-from the live modules at every call (not frozen), so a model being trained stays current.
+from the live modules while they change, so a model being trained stays current; once the weights
+have stayed the same over two calls (a slider moving over a fixed model), the graph is frozen
+(`torch.jit.freeze`: weights become constants, so everything computed from weights alone, such as
+softplus(theta) or L L^T, is folded away; ~80 ms once) and the frozen graph is used until any
+weight changes in place (tensor version counters, which optimisers and load_state_dict bump).
 Inference only (no autograd); a new graph is traced per (batch, shape, dtype, device, integrator,
 action use), which costs ~0.3 s the first time. torch 2.13 marks `torch.jit.trace` deprecated in
 favour of `torch.compile`/`torch.export`; we measured `torch.compile` here at ~23 s to compile one
@@ -26,6 +30,11 @@ from hwm_studio.physics.field import VectorField
 from hwm_studio.physics.integrators.base import Integrator
 from hwm_studio.physics.port_hamiltonian import PortHamiltonianField
 from hwm_studio.state import PhaseState
+
+# Tracing warns where Python branches on tensors; every branch here depends on configuration only
+# (see above). Filtered for good rather than around each trace: warning filters are process-wide
+# and not thread-safe, and scenes trace on a worker thread.
+warnings.filterwarnings("ignore", category=torch.jit.TracerWarning, module=r"hwm_studio\.")
 
 
 class _Chunk(nn.Module):
@@ -52,24 +61,66 @@ class _Chunk(nn.Module):
         return torch.stack(qs, dim=1), torch.stack(ps, dim=1)
 
 
+class NotFusable(RuntimeError):
+    """The field cannot be traced (e.g. an energy term whose gradient needs autograd): roll out eagerly."""
+
+
+def _freeze(traced: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
+    """Weights as constants, folded; on CPU also oneDNN-prepacked linear maps (~10% faster at
+    batch one, with float32 rounding that differs from eager PyTorch's at the 1e-7 level)."""
+    frozen = torch.jit.freeze(traced.eval())
+    on_cpu = all(t.device.type == "cpu" for t in [*traced.parameters(), *traced.buffers()])
+    return torch.jit.optimize_for_inference(frozen) if on_cpu else frozen
+
+
+class _Graph:
+    """One traced chunk, and its frozen twin while the weights it was frozen with stay unchanged."""
+
+    def __init__(self, traced: torch.jit.ScriptModule) -> None:
+        self.traced = traced
+        self.frozen: torch.jit.ScriptModule | None = None
+        self.frozen_at: tuple[int, ...] | None = None
+        self.seen: tuple[int, ...] | None = None
+
+    def runnable(self, version: tuple[int, ...]) -> torch.jit.ScriptModule:
+        if self.frozen is not None and self.frozen_at == version:
+            return self.frozen
+        if self.seen == version:  # same weights as the last rollout: worth folding them in
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", category=DeprecationWarning)  # see the module docstring
+                self.frozen, self.frozen_at = _freeze(self.traced), version
+            return self.frozen
+        self.frozen = self.frozen_at = None
+        self.seen = version
+        return self.traced
+
+
 class FusedRollout:
-    """Roll a field out with traced chunks; same result as `physics.rollout` without the ledger."""
+    """Roll a field out with traced chunks; same result as `physics.rollout` without the ledger.
+
+    `integrator` is anything with a `name` and `step(field, state, u, dt)`: the continuous
+    integrators, or a discrete map's step.
+    """
 
     def __init__(self, field: VectorField, integrator: Integrator, chunk: int = 10) -> None:
         if chunk < 1:
             raise ValueError(f"chunk must be >= 1, got {chunk}")
         self.field, self.integrator, self.chunk = field, integrator, chunk
-        self._graphs: dict[tuple, torch.jit.ScriptModule] = {}
+        self._graphs: dict[tuple, _Graph] = {}
+        self._tensors = list(field.parameters()) + list(field.buffers())
+
+    def _weights_version(self) -> tuple[int, ...]:
+        return tuple(t._version for t in self._tensors)
 
     def _scales(self, like: Tensor) -> Tensor:
         f = self.field
         if isinstance(f, PortHamiltonianField):
-            return torch.tensor([float(f.dissipation_scale), float(f.residual_scale)], dtype=like.dtype)
-        return torch.ones(2, dtype=like.dtype)
+            return torch.tensor(
+                [float(f.dissipation_scale), float(f.residual_scale)], dtype=like.dtype, device=like.device
+            )
+        return torch.ones(2, dtype=like.dtype, device=like.device)
 
-    def _graph(
-        self, q: Tensor, p: Tensor, u: Tensor, dt: Tensor, scales: Tensor, with_actions: bool
-    ) -> torch.jit.ScriptModule:
+    def _graph(self, q: Tensor, p: Tensor, u: Tensor, dt: Tensor, scales: Tensor, with_actions: bool) -> _Graph:
         key = (tuple(q.shape), tuple(u.shape[2:]), q.dtype, q.device, self.integrator.name, with_actions)
         graph = self._graphs.get(key)
         if graph is None:
@@ -82,7 +133,9 @@ class FusedRollout:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
                     warnings.simplefilter("ignore", category=DeprecationWarning)  # see the module docstring
-                    graph = torch.jit.trace(module, (q, p, u, dt, scales), check_trace=False)
+                    graph = _Graph(torch.jit.trace(module, (q, p, u, dt, scales), check_trace=False))
+            except RuntimeError as exc:  # autograd inside the step cannot be traced
+                raise NotFusable(f"cannot trace this field's step: {exc}") from exc
             finally:
                 if saved is not None:
                     f.dissipation_scale, f.residual_scale = saved
@@ -105,17 +158,26 @@ class FusedRollout:
                 raise ValueError(f"actions must be ({b}, >= {steps}, A), got {tuple(actions.shape)}")
             actions = actions.expand(b, -1, -1).to(q.dtype)
         n_chunks = -(-steps // self.chunk)
-        u_all = torch.zeros(b, n_chunks * self.chunk, actions.shape[2] if with_actions else 1, dtype=q.dtype)
+        u_all = torch.zeros(
+            b, n_chunks * self.chunk, actions.shape[2] if with_actions else 1, dtype=q.dtype, device=q.device
+        )
         if with_actions:
             u_all[:, :steps] = actions[:, :steps]
-        dt_t = torch.tensor(float(dt), dtype=q.dtype)
+        dt_t = torch.tensor(float(dt), dtype=q.dtype, device=q.device)
         scales = self._scales(q)
         qs, ps = [q[:, None]], [p[:, None]]
-        for c in range(n_chunks):
-            u = u_all[:, c * self.chunk : (c + 1) * self.chunk]
-            graph = self._graph(q, p, u, dt_t, scales, with_actions)
-            cq, cp = graph(q, p, u, dt_t, scales)
-            qs.append(cq)
-            ps.append(cp)
-            q, p = cq[:, -1], cp[:, -1]
+        with torch.inference_mode(False), torch.no_grad():  # trace and freeze with plain tensors
+            example = (q.clone(), p.clone(), u_all[:, : self.chunk].clone(), dt_t.clone(), scales.clone())
+            graph = self._graph(*example, with_actions)
+            run = graph.runnable(self._weights_version())  # every chunk has the same shapes
+        # Inference mode skips autograd and version-counter bookkeeping on every op: ~15% less
+        # per-step overhead. The chunks' outputs are inference tensors; the torch.cat below, run
+        # outside it, returns ordinary tensors that callers may use anywhere.
+        with torch.inference_mode():
+            for c in range(n_chunks):
+                u = u_all[:, c * self.chunk : (c + 1) * self.chunk]
+                cq, cp = run(q, p, u, dt_t, scales)
+                qs.append(cq)
+                ps.append(cp)
+                q, p = cq[:, -1], cp[:, -1]
         return torch.cat(qs, dim=1)[:, : steps + 1], torch.cat(ps, dim=1)[:, : steps + 1]
