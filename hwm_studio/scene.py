@@ -12,6 +12,7 @@ Truth is cached: turning a model knob (dissipation, residual, integrator) re-run
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -109,10 +110,15 @@ class Scene:
         self._truth: tuple[np.ndarray, ...] | None = None
         self._system: System | None = None
         self._truth_rollout: tuple[dict, FusedRollout] | None = None
+        self._systems: dict[tuple, System] = {}
 
     # --- pieces ----------------------------------------------------------------------------------
     def system(self, spec: SceneSpec) -> System:
-        return get_system(spec.system, **dict(spec.params))
+        """The spec's system, built once per (name, parameters) (building one costs ~0.6 ms)."""
+        key = (spec.system, spec.params)
+        if key not in self._systems:
+            self._systems = {key: get_system(spec.system, **dict(spec.params))}  # keep only the latest
+        return self._systems[key]
 
     def dt(self, spec: SceneSpec) -> float:
         if spec.dt is not None:
@@ -168,9 +174,20 @@ class Scene:
         return self._truth
 
     # --- the whole scene -------------------------------------------------------------------------
+    def _truth_then(self, spec: SceneSpec, sidecar: Callable[[], Any] | None) -> tuple[tuple[np.ndarray, ...], Any]:
+        truth = self.truth(spec)
+        return truth, (sidecar() if sidecar is not None else None)
+
     @torch.no_grad()
-    def run(self, spec: SceneSpec, knobs: dict[str, Any] | None = None) -> SceneResult:
-        """Truth and model rolled out from the same state under the same actions."""
+    def run(
+        self, spec: SceneSpec, knobs: dict[str, Any] | None = None, sidecar: Callable[[], Any] | None = None
+    ) -> SceneResult:
+        """Truth and model rolled out from the same state under the same actions.
+
+        `sidecar`: more work for the second core, run there after the truth while this thread
+        rolls the model out (the studio passes its baseline scene, which shares this truth); its
+        return value lands in `result.extras["sidecar"]`. It must not call `run` on this scene.
+        """
         if spec.steps < 1:
             raise ValueError(f"steps must be >= 1, got {spec.steps}")
         model = self.model
@@ -178,7 +195,9 @@ class Scene:
             model.configure(**knobs)
         # The model needs only the initial state and the actions, not the true trajectory: when the
         # truth must be recomputed it runs on a second core meanwhile (traced graphs drop the GIL).
-        pending = None if self._truth_cached(spec) else _TRUTH_POOL.submit(self.truth, spec)
+        pending = None
+        if sidecar is not None or not self._truth_cached(spec):
+            pending = _TRUTH_POOL.submit(self._truth_then, spec, sidecar)
         system = self.system(spec)
         traj = None
         if model is not None:
@@ -191,7 +210,8 @@ class Scene:
             q_hat, p_hat, traj = model.rollout_data(z0.q.to(dtype), z0.p.to(dtype), actions, spec.steps,
                                                     record_energy=has_energy, fused=True)  # fmt: skip
             mq, mp = q_hat[0].double().numpy(), p_hat[0].double().numpy()
-        t, u, tq, tp, te = pending.result() if pending is not None else self.truth(spec)
+        truth, side = pending.result() if pending is not None else (self.truth(spec), None)
+        t, u, tq, tp, te = truth
         if model is None:
             mq, mp = tq, tp
         finite = bool(np.isfinite(mq).all() and np.isfinite(mp).all())
@@ -208,6 +228,7 @@ class Scene:
             model_true_energy=me, error=error, vpt=int(over[0]) if len(over) else spec.steps,
             model_energy=energy, model_ledger=ledger, residual_power=residual_power, finite=finite,
             entity_names=system.entity_names(), system_title=system.title, dt=float(t[1] - t[0]),
+            extras={} if sidecar is None else {"sidecar": side},
         )  # fmt: skip
 
     def _check_model(self, system: System) -> None:

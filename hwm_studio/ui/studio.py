@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import panel as pn
 import param
+from bokeh.core.property.validation import validate
 from bokeh.events import Tap
 from bokeh.models import ColumnDataSource
 from bokeh.plotting import figure
@@ -183,22 +184,35 @@ class Studio(pn.viewable.Viewer):
         start = time.perf_counter()
         try:
             spec = self.spec()
-            r = self.scene.run(spec, self.knobs(self.scene.model))
-            base_model = self.baseline_scene.model
-            base_spec = replace(spec, dt=r.dt)  # same times, so the curves line up
-            b = self.baseline_scene.run(base_spec, self.knobs(base_model)) if base_model is not None else None
-            if b is not None and b.dt != r.dt:  # a discrete baseline keeps its own step
-                b = None
+            knobs = self.knobs(self.scene.model)
             entity = self.param.entity.objects.index(self.entity)
+            base_model = self.baseline_scene.model
+            base_spec = replace(spec, dt=self.scene.dt(spec))  # same times, so the curves line up
+
+            def second_core() -> tuple[dict | None, SceneResult | None, dict | None]:
+                """Runs after the truth, while this thread rolls the model out: both phase planes
+                and the baseline's rollout (reads of the models only; their knobs are already set)."""
+                _, u, tq, tp, _ = self.scene.truth(spec)  # just computed on this thread: cached
+                coord = min(self.coord, tq.shape[2] - 1)
+                plane = self._plane(self.scene, spec, tq, tp, u, entity, coord)
+                if base_model is None:
+                    return plane, None, None
+                b = self.baseline_scene.run(base_spec, self.knobs(base_model))
+                return plane, b, self._plane(self.baseline_scene, spec, tq, tp, u, entity, coord)
+
+            r = self.scene.run(spec, knobs, sidecar=second_core)
+            plane, b, base_plane = r.extras["sidecar"]
+            if b is not None and b.dt != r.dt:  # a discrete baseline keeps its own step
+                b = base_plane = None
             coord = min(self.coord, r.truth_q.shape[2] - 1)
-            plane = self._plane(self.scene, spec, r, entity, coord)
-            base_plane = self._plane(self.baseline_scene, spec, r, entity, coord) if b is not None else None
         except (ValueError, RuntimeError) as exc:
             self._status_pane.object = f"**Cannot roll out:** {exc}"
             return
         self.result, self.baseline = r, b
         frame = min(self.frame, r.steps)
-        with pn.io.hold():
+        # validate(False): Bokeh re-checks every array element's type on assignment (~2 ms per
+        # change here); these arrays come from numpy and the views' own code, not from users.
+        with pn.io.hold(), validate(False):
             self._player.end = r.steps
             if self.frame > r.steps:
                 self.frame = r.steps
@@ -215,15 +229,18 @@ class Studio(pn.viewable.Viewer):
         self._update_3d(frame, force=True)
         self.timings.append(time.perf_counter() - start)
 
-    def _plane(self, scene: Scene, spec: SceneSpec, r: SceneResult, entity: int, coord: int) -> dict | None:
+    def _plane(
+        self, scene: Scene, spec: SceneSpec, tq: np.ndarray, tp: np.ndarray, u: np.ndarray, entity: int, coord: int
+    ) -> dict | None:
+        """The model's energy levels and flow on the plane around the true trajectory (tq, tp)."""
         if scene.model is None:
             return None
-        q, p = r.truth_q[:, entity, coord], r.truth_p[:, entity, coord]
+        q, p = tq[:, entity, coord], tp[:, entity, coord]
         pad_q = 0.25 * max(np.ptp(q), 0.5)
         pad_p = 0.25 * max(np.ptp(p), 0.5)
         extent = (q.min() - pad_q, q.max() + pad_q, p.min() - pad_p, p.max() + pad_p)
-        u0 = r.actions[0] if len(r.actions) else None
-        plane = scene.phase_plane(spec, entity, coord, (r.truth_q[0], r.truth_p[0]), extent, u=u0)
+        u0 = u[0] if len(u) else None
+        plane = scene.phase_plane(spec, entity, coord, (tq[0], tp[0]), extent, u=u0)
         plane["extent"] = extent
         return plane
 
