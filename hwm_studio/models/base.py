@@ -99,7 +99,7 @@ class WorldModel(nn.Module, ABC):
         and the latent trajectory (with the model's energy ledger when `record_energy`).
 
         `fused=True` (inference only) runs the model's step (see `stepper`) through traced chunks:
-        same numbers, several times less per-step overhead (the studio's interactive path).
+        the same model at float32 rounding level, several times less per-step overhead (the studio).
         """
         z0 = self.encode(self.coder.observe(q0, p0))
         actions = self.accepted_actions(actions)

@@ -2,8 +2,9 @@
 
 Why: a batch-1 eager step runs hundreds of tiny tensor ops, each paying Python and dispatch
 overhead (~0.2-0.8 ms per step on these CPUs), which makes a 300-step interactive rollout too slow
-for a slider. Tracing `chunk` steps into one graph removes the Python layer; the arithmetic is
-unchanged (the tests compare against the eager rollout).
+for a slider. Tracing `chunk` steps into one graph removes the Python layer; the traced graph's
+arithmetic is the eager rollout's, bit for bit (tested); a frozen graph's differs only in float32
+rounding (oneDNN kernels, see `_freeze`).
 
 What may change between calls without re-tracing: the state, the actions, dt, and the field's
 dissipation and residual scales, which are graph inputs. Every integrator here iterates a fixed
