@@ -80,6 +80,31 @@ class WorldModel(nn.Module, ABC):
     ) -> Trajectory:
         """Evolve the latent state `steps` steps of self.dt under actions (B, T, A) or None."""
 
+    # --- training hooks (fit() calls these, so every observation kind trains in one loop) ---------
+    def observe_data(self, q: Tensor, p: Tensor, frames: Tensor | None) -> Tensor:
+        """The data as this model observes it: (N, T, E, O) for state models."""
+        return self.coder.observe(q, p)
+
+    def window_length(self, horizon: int) -> int:
+        """Consecutive observations one training window needs for a rollout of `horizon` steps."""
+        return horizon + 1
+
+    def window_loss(self, obs: Tensor, actions: Tensor | None, horizon: int) -> tuple[Tensor, Tensor]:
+        """(prediction loss, penalty) of windows obs (B, window_length, ...), actions (B, L - 1, A).
+
+        State models: normalised multi-step error of the decoded rollout from the first point.
+        """
+        pred, traj = self.predict(obs[:, 0], actions, horizon)  # (B, h+1, E, O)
+        err = (pred - obs) / self.obs_scale.to(obs.dtype)
+        return (err * err).mean(), self.regularization(traj)
+
+    def series_error(self, obs: Tensor, actions: Tensor | None) -> float:
+        """Validation: normalised error of whole rollouts from the start of each series."""
+        h = obs.shape[1] - 1
+        pred, _ = self.predict(obs[:, 0], None if actions is None else actions[:, :h], h)
+        err = (pred - obs) / self.obs_scale.to(obs.dtype)
+        return float((err * err).mean())
+
     def predict(self, obs0: Tensor, actions: Tensor | None, steps: int) -> tuple[Tensor, Trajectory]:
         """Encode, roll out, decode: observations (B, steps+1, E, O) and the latent trajectory."""
         actions = self.accepted_actions(actions)

@@ -1,8 +1,9 @@
 """fit(): the one training loop every model kind uses.
 
 Loss per step (all in observation units normalised by the model's obs_scale):
-    rollout:     mean over t = 0..h of |decode(rollout(encode(o_0)))_t - o_t|^2
-                 (t = 0 is the reconstruction; it is zero for canonical data)
+    rollout:     the model's window loss (`WorldModel.window_loss`); for state models the mean
+                 over t = 0..h of |decode(rollout(encode(o_0)))_t - o_t|^2 (t = 0 is the
+                 reconstruction; zero for canonical data); pixel models add their own terms
     derivative:  optional HNN-style |f(z_t, u_t) - dz/dt|^2 against given labels
     residual:    lambda * mean |r(z, u) dt / scale|^2 on the visited states (HWM only)
 The horizon h grows linearly from 1 to `horizon` over the first `curriculum` fraction of steps:
@@ -74,14 +75,6 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed % 2**32)
 
 
-def rollout_loss(model: WorldModel, obs: Tensor, actions: Tensor | None, horizon: int) -> tuple[Tensor, Tensor, Any]:
-    """Normalised multi-step prediction loss of windows obs (B, h+1, E, O); also the penalty."""
-    pred, traj = model.predict(obs[:, 0], actions, horizon)  # (B, h+1, E, O)
-    scale = model.obs_scale.to(obs.dtype)
-    err = (pred - obs) / scale
-    return (err * err).mean(), model.regularization(traj), traj
-
-
 def derivative_loss(model: WorldModel, obs: Tensor, actions: Tensor | None, labels: tuple[Tensor, Tensor]) -> Tensor:
     """|f(z, u) - labelled dz/dt|^2 on every window point, normalised like the state."""
     b, t1, e, o = obs.shape
@@ -102,13 +95,10 @@ def derivative_loss(model: WorldModel, obs: Tensor, actions: Tensor | None, labe
 
 @torch.no_grad()
 def validation_error(model: WorldModel, series: SeriesTensors, horizon: int | None) -> float:
-    """Normalised MSE of full rollouts from each trajectory's first point."""
-    h = series.n_times - 1 if horizon is None else min(horizon, series.n_times - 1)
-    obs = series.obs[:, : h + 1]
-    actions = None if series.actions is None else series.actions[:, :h]
-    pred, _ = model.predict(obs[:, 0], actions, h)
-    err = (pred - obs) / model.obs_scale.to(obs.dtype)
-    return float((err * err).mean())
+    """The model's error of full rollouts from each trajectory's start (the first `horizon` steps)."""
+    n = series.n_times if horizon is None else min(model.window_length(horizon), series.n_times)
+    actions = None if series.actions is None else series.actions[:, : n - 1]
+    return model.series_error(series.obs[:, :n], actions)
 
 
 def _param_groups(model: WorldModel, cfg: TrainConfig) -> list[dict[str, Any]]:
@@ -151,7 +141,11 @@ def fit(
     val_series = to_series(model, val, device) if val is not None else None
     gen = torch.Generator().manual_seed(cfg.seed)
     opt = torch.optim.Adam(_param_groups(model, cfg), weight_decay=cfg.weight_decay)
-    max_h = min(cfg.horizon, train.n_times - 1)
+    max_h = cfg.horizon
+    while max_h > 1 and model.window_length(max_h) > train.n_times:
+        max_h -= 1
+    if model.window_length(max_h) > train.n_times:
+        raise ValueError(f"training trajectories of {train.n_times} points are too short for this model")
 
     def emit(event: dict[str, Any]) -> bool:
         keep = True
@@ -177,8 +171,8 @@ def fit(
         for g in opt.param_groups:
             g["lr"] = g["base_lr"] * lr_factor
         h = min(cfg.horizon_at(step), max_h)
-        obs, actions, labels = sample_windows(series, h, cfg.batch_size, gen)
-        loss_roll, penalty, _ = rollout_loss(model, obs, actions, h)
+        obs, actions, labels = sample_windows(series, model.window_length(h) - 1, cfg.batch_size, gen)
+        loss_roll, penalty = model.window_loss(obs, actions, h)
         loss = loss_roll + cfg.residual_weight * penalty
         if cfg.derivative_weight > 0 and labels is not None:
             loss = loss + cfg.derivative_weight * derivative_loss(model, obs, actions, labels)
