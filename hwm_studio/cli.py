@@ -124,6 +124,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--points", type=int, default=100, help="with --system: time points per trajectory")
     p.add_argument("--dissipation", type=float, default=0.0, help="with --system: true friction gamma")
     p.add_argument("--control", default="random", choices=CONTROLS, help="with --system: actions applied")
+    p.add_argument("--frame-size", type=int, default=32, help="with --system and a pixel model: frame size")
     p.add_argument("--out", required=True, help="run directory to write")
     p.set_defaults(func=_train)
 
@@ -133,6 +134,7 @@ def _train(a: argparse.Namespace) -> int:
 
     from hwm_studio.data.format import load_trajectories
     from hwm_studio.device import resolve_device
+    from hwm_studio.models import PIXEL_MODELS
     from hwm_studio.training.fit import TrainConfig
     from hwm_studio.training.run import system_dataset, train_run
 
@@ -144,11 +146,17 @@ def _train(a: argparse.Namespace) -> int:
     out = Path(a.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a directory")
+    pixels = a.model in PIXEL_MODELS
+    if pixels and a.observation != "canonical":
+        raise UserError(f"--observation does not apply to {a.model}: it reads the data's frames")
     if a.data:
         data = load_trajectories(a.data)
         source = {"data": str(a.data)}
+        if pixels and data.frames is None:
+            raise UserError(f"{a.data} has no 'frames': {a.model} learns from frames (simulate --frames SIZE)")
     else:
-        data = system_dataset(a.system, a.trajectories, a.points, a.dissipation, a.control, a.seed)
+        data = system_dataset(a.system, a.trajectories, a.points, a.dissipation, a.control, a.seed,
+                              frame_size=a.frame_size if pixels else None)  # fmt: skip
         source = {"system": a.system, "trajectories": a.trajectories, "points": a.points,
                   "dissipation": a.dissipation, "control": a.control}  # fmt: skip
     cfg = TrainConfig(steps=a.steps, lr=a.lr, batch_size=a.batch_size, horizon=a.horizon,
@@ -167,15 +175,16 @@ def _train(a: argparse.Namespace) -> int:
             bar.set_postfix({k: f"{v:.3g}" for k, v in post.items()})
 
     try:
-        _, result, metrics = train_run(data, out, a.model, cfg, a.val_fraction,
-                                       {"observation": a.observation}, [progress], source=source)  # fmt: skip
+        options = {} if pixels else {"observation": a.observation}
+        _, result, metrics = train_run(data, out, a.model, cfg, a.val_fraction, options, [progress], source=source)
     finally:
         bar.close()
     print(f"{result.status}: {result.steps_done} steps in {result.seconds:.1f} s -> {out}")
     if result.message:
         print(result.message)
     if "val_eval" in metrics:
-        print(json.dumps({k: metrics["val_eval"][k] for k in ("rollout_mse", "vpt", "energy_mse")}))
+        shown = ("rollout_mse", "vpt", "energy_mse", "pixel_mse", "reconstruction_mse")
+        print(json.dumps({k: v for k, v in metrics["val_eval"].items() if k in shown}))
     return 0 if result.status != "diverged" else 3
 
 
@@ -192,26 +201,108 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 
 
 def _eval(a: argparse.Namespace) -> int:
+    import numpy as np
+
     from hwm_studio.data.format import TrajectoryData, load_trajectories, save_trajectories
     from hwm_studio.device import resolve_device
     from hwm_studio.training.checkpoint import load_model
-    from hwm_studio.training.evaluate import evaluate
+    from hwm_studio.training.evaluate import evaluate, evaluate_pixels
 
     model = load_model(a.run_dir, resolve_device(a.device))
     data = load_trajectories(a.data)
-    metrics, q_hat, p_hat = evaluate(model, data, a.horizon)
-    if a.predictions:
-        if not a.predictions.endswith(".npz"):
-            raise UserError(f"--predictions must end in .npz, got {a.predictions!r}")
-        h = metrics["horizon"]
-        pred = TrajectoryData(q=q_hat, p=p_hat, dt=data.dt, u=None if data.u is None else data.u[:, : h + 1],
-                              meta=data.meta)  # fmt: skip
-        save_trajectories(pred, a.predictions)
+    if a.predictions and not a.predictions.endswith(".npz"):
+        raise UserError(f"--predictions must end in .npz, got {a.predictions!r}")
+    if getattr(model, "sees_pixels", False):
+        metrics, frames, traj = evaluate_pixels(model, data, a.horizon)
+        if a.predictions:  # the inferred latent (q, p) and the decoded frames, from time k - 1
+            k, h = metrics["context_frames"], metrics["horizon"]
+            pred = TrajectoryData(q=traj.q.double().numpy(), p=traj.p.double().numpy(), dt=data.dt,
+                                  u=None if data.u is None else data.u[:, k - 1 : k + h],
+                                  frames=np.round(frames * 255).astype(np.uint8), meta=None)  # fmt: skip
+            save_trajectories(pred, a.predictions)
+    else:
+        metrics, q_hat, p_hat = evaluate(model, data, a.horizon)
+        if a.predictions:
+            h = metrics["horizon"]
+            pred = TrajectoryData(q=q_hat, p=p_hat, dt=data.dt, u=None if data.u is None else data.u[:, : h + 1],
+                                  meta=data.meta)  # fmt: skip
+            save_trajectories(pred, a.predictions)
     if a.json:
         print(json.dumps(metrics))
     else:
         for k, v in metrics.items():
-            print(f"{k:12s} {v}")
+            if k != "pixel_mse_curve":
+                print(f"{k:18s} {v}")
+    return 0
+
+
+# --- render -----------------------------------------------------------------------------------
+def _add_render(sub: argparse._SubParsersAction) -> None:
+    from hwm_studio.systems import system_names
+
+    p = sub.add_parser("render", help="export a rollout as video: truth | model | error, side by side")
+    p.add_argument("run_dir")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--system", choices=system_names(), help="simulate one fresh trajectory of this system")
+    src.add_argument("--data", help="trajectory .npz (frames are used when present, else rendered)")
+    p.add_argument("--trajectory", type=int, default=0, help="with --data: which trajectory")
+    p.add_argument("--steps", type=int, default=120, help="with --system: steps to roll out")
+    p.add_argument("--seed", type=int, default=0, help="with --system: initial state")
+    p.add_argument("--fps", type=float, default=10.0)
+    p.add_argument("--scale", type=int, default=4, help="upscale each pixel to SCALE x SCALE")
+    p.add_argument("--out", required=True, help="rollout.mp4 or rollout.gif")
+    p.set_defaults(func=_render)
+
+
+def _render(a: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from hwm_studio.data.format import load_trajectories
+    from hwm_studio.data.simulate import simulate
+    from hwm_studio.systems import get_system
+    from hwm_studio.training.checkpoint import load_model
+    from hwm_studio.training.evaluate import predict_data, predict_frames_data
+    from hwm_studio.viz.video import VIDEO_SUFFIXES, side_by_side, write_video
+
+    if Path(a.out).suffix.lower() not in VIDEO_SUFFIXES:
+        raise UserError(f"--out must end in {' or '.join(VIDEO_SUFFIXES)}, got {a.out!r}")
+    if not 1 <= a.scale <= 16:
+        raise UserError(f"--scale must be between 1 and 16, got {a.scale}")
+    model = load_model(a.run_dir)
+    pixels = getattr(model, "sees_pixels", False)
+    size = model.config.frame_size if pixels else 64
+    if a.data:
+        data = load_trajectories(a.data)
+        if not 0 <= a.trajectory < data.n_trajectories:
+            raise UserError(f"--trajectory must be in [0, {data.n_trajectories}), got {a.trajectory}")
+        data = data.select(np.array([a.trajectory]))
+    else:
+        if a.steps < 1:
+            raise UserError(f"--steps must be >= 1, got {a.steps}")
+        system = get_system(a.system)
+        k = model.config.context_frames if pixels else 1
+        data = simulate(system, 1, a.steps + k, dt=model.dt, frame_size=size if pixels else None, seed=a.seed)
+    name = data.system_name
+    if pixels:
+        if data.frames is None:
+            raise UserError(f"{a.data} has no 'frames' for the pixel model to read")
+        k = model.config.context_frames
+        h = data.n_times - k
+        if h < 1:
+            raise UserError(f"the trajectory has {data.n_times} points; the model reads {k} before predicting")
+        decoded, _ = predict_frames_data(model, data, h)
+        truth = data.frames[0, k - 1 :]
+        drawn = np.round(np.clip(decoded[0], 0, 1) * 255).astype(np.uint8)
+    else:
+        if name is None:
+            raise UserError("rendering a state model needs data that names its system (meta)")
+        system = get_system(name, **data.meta["params"])
+        q_hat, _ = predict_data(model, data, data.n_times - 1)
+        both = torch.as_tensor(np.stack([data.q[0], np.nan_to_num(q_hat[0])]))  # (2, T, E, D)
+        truth, drawn = system.render(both, size=size).numpy()
+    path = write_video(a.out, side_by_side(truth, drawn, a.scale), a.fps)
+    print(f"wrote {len(truth)} frames of truth | {'decoded' if pixels else 'predicted'} | error to {path}")
     return 0
 
 
@@ -222,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Hamiltonian World Model studio: simulate, train, evaluate, render and plan.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add_parser in (_add_simulate, _add_inspect, _add_train, _add_eval):
+    for add_parser in (_add_simulate, _add_inspect, _add_train, _add_eval, _add_render):
         add_parser(sub)
     return parser
 

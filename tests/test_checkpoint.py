@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import save_file
 
 from hwm_studio.data.simulate import simulate
-from hwm_studio.models import MODELS, build_model, config_from_data
+from hwm_studio.models import STATE_MODELS, build_model, config_from_data
 from hwm_studio.systems import get_system
 from hwm_studio.training.checkpoint import (
     WEIGHTS,
@@ -27,7 +27,7 @@ def _model(kind: str = "hwm", system: str = "chain", **options):
     return build_model(config_from_data(data, kind, hidden=16, **options)), data
 
 
-@pytest.mark.parametrize("kind", list(MODELS))
+@pytest.mark.parametrize("kind", list(STATE_MODELS))
 def test_round_trip_reproduces_predictions_exactly(tmp_path, kind: str) -> None:
     model, data = _model(kind, kinetic="configuration", dissipation="state")
     for p in model.parameters():  # make every weight non-trivial (some start at zero)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from hwm_studio.data.simulate import simulate
-from hwm_studio.models import MODELS, build_model, config_from_data
+from hwm_studio.models import STATE_MODELS, build_model, config_from_data
 from hwm_studio.models.mlp import ScalarMLP
 from hwm_studio.physics.rollout import rollout
 from hwm_studio.state import PhaseState
@@ -32,7 +32,7 @@ def _random_state(model, batch: int = 5, seed: int = 1) -> PhaseState:
     return PhaseState(q, p)
 
 
-@pytest.mark.parametrize("kind", list(MODELS))
+@pytest.mark.parametrize("kind", list(STATE_MODELS))
 @pytest.mark.parametrize("system", ["pendulum", "chain", "nbody"])
 def test_predict_shapes_for_every_kind_and_entity_count(kind: str, system: str) -> None:
     data = _data(system)
@@ -158,7 +158,7 @@ def test_knobs_off_give_a_conservative_symplectic_rollout() -> None:
         model.dissipation_scale = -1.0
 
 
-@pytest.mark.parametrize("kind", list(MODELS))
+@pytest.mark.parametrize("kind", list(STATE_MODELS))
 def test_integrator_knob(kind: str) -> None:
     model = _model(kind)
     if not model.continuous:

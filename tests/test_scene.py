@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from hwm_studio.data.simulate import simulate
-from hwm_studio.models import MODELS, build_model, config_from_data
+from hwm_studio.models import STATE_MODELS, build_model, config_from_data
 from hwm_studio.physics.energy import EnergyTerm
 from hwm_studio.physics.fused import FusedRollout, NotFusable
 from hwm_studio.physics.integrators import INTEGRATORS, get_integrator
@@ -47,7 +47,7 @@ def test_fused_rollout_equals_the_eager_rollout(name: str, system: str) -> None:
     assert len(fused._graphs) == 1
 
 
-@pytest.mark.parametrize("kind", list(MODELS))
+@pytest.mark.parametrize("kind", list(STATE_MODELS))
 def test_fused_model_rollout_equals_eager_with_knobs(kind: str) -> None:
     model = _model(kind, "chain")
     q0 = torch.randn(3, 4, 1)

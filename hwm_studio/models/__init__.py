@@ -6,8 +6,14 @@ from hwm_studio.models.base import WorldModel
 from hwm_studio.models.baselines import HNN, MLPTransition, NeuralODE
 from hwm_studio.models.config import ModelConfig, config_from_data
 from hwm_studio.models.hwm import HamiltonianWorldModel
+from hwm_studio.models.pixels import PixelHamiltonianWorldModel, PixelMLPTransition
 
-MODELS: dict[str, type[WorldModel]] = {cls.kind: cls for cls in (HamiltonianWorldModel, MLPTransition, NeuralODE, HNN)}
+MODELS: dict[str, type[WorldModel]] = {
+    cls.kind: cls
+    for cls in (HamiltonianWorldModel, MLPTransition, NeuralODE, HNN, PixelHamiltonianWorldModel, PixelMLPTransition)
+}
+STATE_MODELS = ("hwm", "mlp", "node", "hnn")
+PIXEL_MODELS = ("hwm-pixels", "mlp-pixels")
 
 
 def build_model(config: ModelConfig) -> WorldModel:
@@ -22,6 +28,8 @@ def build_model(config: ModelConfig) -> WorldModel:
 __all__ = [
     "HNN",
     "MODELS",
+    "PIXEL_MODELS",
+    "STATE_MODELS",
     "HamiltonianWorldModel",
     "MLPTransition",
     "ModelConfig",

@@ -22,7 +22,7 @@ NON_SEPARABLE_SYSTEMS = frozenset({"double_pendulum"})
 
 @dataclass
 class ModelConfig:
-    kind: str  # 'hwm' | 'mlp' | 'node' | 'hnn'
+    kind: str  # 'hwm' | 'mlp' | 'node' | 'hnn' | 'hwm-pixels' | 'mlp-pixels'
     n_entities: int
     dim: int
     action_dim: int
@@ -45,6 +45,9 @@ class ModelConfig:
     dissipation: str = "constant"  # 'none' | 'constant' | 'state'
     input_map: str = "constant"  # 'none' | 'constant' | 'state'
     residual: bool = True
+    # --- pixel models ---
+    frame_size: int = 0  # square RGB frames the model reads and draws (0: a state model)
+    context_frames: int = 3  # frames stacked to read one phase state (momentum needs motion)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -80,6 +83,8 @@ def config_from_data(data: TrajectoryData, kind: str, **overrides: Any) -> Model
     from hwm_studio.models.coders import build_coder
     from hwm_studio.systems import get_system, system_names
 
+    if kind.endswith("-pixels"):
+        return _pixel_config(data, kind, overrides)
     system_name = data.system_name
     known = system_name in system_names() if system_name else False
     base = get_system(system_name, **data.meta["params"]).name if known else system_name
@@ -109,4 +114,38 @@ def config_from_data(data: TrajectoryData, kind: str, **overrides: Any) -> Model
     coder = build_coder(cfg.get("observation", "canonical"), data.n_entities, data.dim)
     obs = coder.observe(torch.as_tensor(q), torch.as_tensor(p)).numpy()  # (N, T, E, O)
     cfg["obs_scale"] = _robust_scale(obs, (0, 1)).tolist()
+    return ModelConfig.from_dict(cfg)
+
+
+def _pixel_config(data: TrajectoryData, kind: str, overrides: dict[str, Any]) -> ModelConfig:
+    """A pixel model's latent is learned: unit scales, no angle features, sizes from the frames.
+
+    Entities and their pairs still come from the data (one latent entity per body), and the latent
+    has the data's dimension per entity.
+    """
+    from hwm_studio.systems import get_system, system_names
+
+    if data.frames is None:
+        raise ValueError(f"a {kind} model learns from frames; the data has no 'frames'")
+    name = data.system_name
+    known = name in system_names() if name else False
+    base = get_system(name, **data.meta["params"]).name if known else name
+    e, d = data.n_entities, data.dim
+    cfg: dict[str, Any] = {
+        "kind": kind,
+        "n_entities": e,
+        "dim": d,
+        "action_dim": data.action_dim,
+        "dt": float(data.dt),
+        "q_scale": [1.0] * d,
+        "p_scale": [1.0] * d,
+        "obs_scale": [[1.0] * (2 * d)] * e,
+        "system": name,
+        "system_params": dict(data.meta["params"]) if data.meta else {},
+        "identical_entities": e == 1 or base in IDENTICAL_ENTITY_SYSTEMS,
+        "frame_size": int(data.frames.shape[2]),
+    }
+    if known:
+        cfg["pairs"] = [list(pr) for pr in get_system(name, **data.meta["params"]).interaction_pairs()]
+    cfg.update(overrides)
     return ModelConfig.from_dict(cfg)

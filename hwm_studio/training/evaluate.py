@@ -8,6 +8,10 @@ Metrics (steps t = 1..H, errors in the data's own q, p coordinates; angles compa
                  (sigma_c: std of coordinate c over the test data); H if it never does; averaged
     energy_mse   when the data names a known system: mean squared difference of that system's
                  true H on predicted vs true states; None otherwise
+Pixel models (evaluate_pixels) are scored on frames instead: from the first k frames, with the
+recorded actions replayed, pixel_mse (mean over predicted steps 1..H of the per-pixel squared error
+of RGB values in [0, 1]), pixel_mse_at (steps 1, 10, 30, 100, H where reachable), pixel_mse_curve
+(every step) and reconstruction_mse (frame k - 1, read and redrawn).
 """
 
 from __future__ import annotations
@@ -48,7 +52,10 @@ def _angle_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def evaluate(
     model: WorldModel, data: TrajectoryData, horizon: int | None = None
 ) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
-    """Metrics dict and the predicted q, p (N, H+1, E, D)."""
+    """Metrics dict and the predicted q, p (N, H+1, E, D) (pixel models: see evaluate_pixels)."""
+    if getattr(model, "sees_pixels", False):
+        metrics, _, traj = evaluate_pixels(model, data, horizon)
+        return metrics, traj.q.double().cpu().numpy(), traj.p.double().cpu().numpy()
     max_h = data.n_times - 1
     h = max_h if horizon is None else int(horizon)
     if not 1 <= h <= max_h:
@@ -101,3 +108,62 @@ def _energy_mse(data: TrajectoryData, q_hat: np.ndarray, p_hat: np.ndarray, h: i
     diff = (e_pred - e_true)[:, 1:]
     value = float((diff**2).mean())
     return value if math.isfinite(value) else float("inf")
+
+
+@torch.no_grad()
+def predict_frames_data(
+    model: WorldModel, data: TrajectoryData, horizon: int, batch: int = 64
+) -> tuple[np.ndarray, Any]:
+    """Decoded frames (N, horizon + 1, H, W, 3) float in [0, 1] for times k-1 .. k-1+horizon,
+    and the latent trajectory, from each trajectory's first k frames (in batches)."""
+    from hwm_studio.physics.rollout import Trajectory
+
+    device = next(model.parameters()).device
+    k = model.config.context_frames
+    frames_out, qs, ps = [], [], []
+    for start in range(0, data.n_trajectories, batch):
+        sl = slice(start, start + batch)
+        frames = torch.as_tensor(data.frames[sl, :k], device=device)  # type: ignore[index]
+        actions = None
+        if data.u is not None:
+            actions = torch.as_tensor(data.u[sl, : k - 1 + horizon], dtype=torch.float32, device=device)
+        pred, traj = model.predict_frames(frames, actions, horizon, fused=True)  # type: ignore[attr-defined]
+        frames_out.append(pred.cpu().numpy())
+        qs.append(traj.q.cpu())
+        ps.append(traj.p.cpu())
+    traj = Trajectory(torch.cat(qs), torch.cat(ps), model.dt, None, {}, {}, {})
+    return np.concatenate(frames_out), traj
+
+
+def evaluate_pixels(
+    model: WorldModel, data: TrajectoryData, horizon: int | None = None
+) -> tuple[dict[str, Any], np.ndarray, Any]:
+    """Pixel metrics, the decoded frames (N, H+1, ...) and the latent trajectory."""
+    if data.frames is None:
+        raise ValueError(f"the {model.kind} model is scored on frames; the data has no 'frames'")
+    k = model.config.context_frames
+    size = model.config.frame_size
+    if data.frames.shape[2:4] != (size, size):
+        raise ValueError(
+            f"the data's frames are {data.frames.shape[2]}x{data.frames.shape[3]}, the model reads {size}x{size}"
+        )
+    max_h = data.n_times - k
+    if max_h < 1:
+        raise ValueError(f"the model reads {k} frames before predicting; the test trajectories have {data.n_times}")
+    h = max_h if horizon is None else int(horizon)
+    if not 1 <= h <= max_h:
+        raise ValueError(f"horizon must be between 1 and {max_h} ({data.n_times} points, {k} read first), got {h}")
+    pred, traj = predict_frames_data(model, data, h)
+    truth = data.frames[:, k - 1 : k + h].astype(np.float32) / 255.0
+    curve = ((pred - truth) ** 2).mean(axis=(0, 2, 3, 4))  # (H+1,): index 0 is the reconstruction
+    metrics: dict[str, Any] = {
+        "model": model.kind,
+        "horizon": h,
+        "context_frames": k,
+        "pixel_mse": float(curve[1:].mean()),
+        "pixel_mse_at": {key: float(curve[s]) for key, s in (("1", 1), ("10", 10), ("30", 30), ("100", 100)) if s <= h},
+        "reconstruction_mse": float(curve[0]),
+        "pixel_mse_curve": [float(x) for x in curve[1:]],
+    }
+    metrics["pixel_mse_at"]["H"] = float(curve[h])
+    return metrics, pred, traj

@@ -43,6 +43,7 @@ def system_dataset(
     control: str = "random",
     seed: int = 0,
     params: dict[str, float] | None = None,
+    frame_size: int | None = None,
 ) -> TrajectoryData:
     """Simulated training data for a named system (random actions excite the input map)."""
     return simulate(
@@ -52,6 +53,7 @@ def system_dataset(
         damping=damping,
         control=control,
         seed=seed,
+        frame_size=frame_size,
     )
 
 

@@ -1,0 +1,113 @@
+"""The HGN pixel protocol: pixel world models (HWM and the MLP baseline) on 32x32 frames.
+
+    python benchmarks/hgn.py --task mass_spring            # CPU-sized defaults (see --help)
+    python benchmarks/hgn.py --task pendulum --train 50000 --steps 100000   # full size, on cuda if present
+    python benchmarks/hgn.py --task mass_spring --assets   # also store the runs as pretrained assets
+
+Trains both kinds on the same frames, scores the mean pixel MSE over 30 predicted steps on
+held-out trajectories, and the MSE vs horizon up to `--long` x 30 steps (trained on shorter
+windows: long-horizon stability). Writes benchmarks/results/hgn_<task>.json and prints a table
+with the published figures (protocol details and caveats: hwm_studio/protocols/hgn.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from hwm_studio.device import resolve_device
+from hwm_studio.io import atomic_write_text
+from hwm_studio.protocols.hgn import PUBLISHED_X1E4, ROLLOUT, TASKS, dataset
+from hwm_studio.training.checkpoint import load_model
+from hwm_studio.training.evaluate import evaluate_pixels
+from hwm_studio.training.fit import TrainConfig
+from hwm_studio.training.run import save_eval, train_run
+
+ROOT = Path(__file__).resolve().parent
+ASSETS = ROOT.parent / "assets" / "models"
+KINDS = ("hwm-pixels", "mlp-pixels")
+CONTEXT = 3
+
+
+def asset_dir(task: str, kind: str) -> Path:
+    return ASSETS / f"hgn_{task}_{kind.split('-')[0]}_pixels"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--task", choices=list(TASKS), required=True)
+    ap.add_argument("--train", type=int, default=800, help="training trajectories")
+    ap.add_argument("--test", type=int, default=100, help="held-out trajectories")
+    ap.add_argument("--steps", type=int, default=3000, help="optimiser steps per model")
+    ap.add_argument("--horizon", type=int, default=12, help="final training rollout horizon")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--long", type=int, default=4, help="long test: this many times the 30-step rollout")
+    ap.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    ap.add_argument("--out", default=None, help="where runs go (default: a temporary folder)")
+    ap.add_argument("--assets", action="store_true", help="copy the runs into assets/models as pretrained")
+    a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    device = resolve_device(a.device)
+    # training trajectories are as long as the training windows need; test ones cover the score
+    train = dataset(a.task, a.train, CONTEXT, steps=a.horizon, seed=0)
+    test = dataset(a.task, a.test, CONTEXT, steps=ROLLOUT, seed=1)
+    long_test = dataset(a.task, a.test, CONTEXT, steps=a.long * ROLLOUT, seed=2)
+    out_root = Path(a.out or f"/tmp/hgn_{a.task}")
+    # the score of a model that only learned the background: the training frames' mean image
+    mean_frame = (train.frames.astype("float32") / 255.0).mean(axis=(0, 1))  # type: ignore[union-attr]
+    truth = test.frames[:, CONTEXT : CONTEXT + ROLLOUT].astype("float32") / 255.0  # type: ignore[index]
+    mean_frame_x1e4 = float(((truth - mean_frame) ** 2).mean()) * 1e4
+    report = {
+        "task": a.task,
+        "machine": f"{platform.machine()}, {device}, {torch.get_num_threads()} threads, torch {torch.__version__}",
+        "settings": {k: v for k, v in vars(a).items() if k not in ("out",)},
+        "published_x1e4": PUBLISHED_X1E4[a.task],
+        "mean_frame_baseline_x1e4": mean_frame_x1e4,
+        "models": {},
+    }
+    for kind in a.kinds:
+        run = out_root / kind
+        cfg = TrainConfig(steps=a.steps, lr=a.lr, batch_size=a.batch_size, horizon=a.horizon,
+                          val_every=max(1, a.steps // 10), device=a.device, seed=0)  # fmt: skip
+        t0 = time.perf_counter()
+        model, result, _ = train_run(train, run, kind, cfg, val_fraction=0.1, source={"hgn": a.task})
+        seconds = time.perf_counter() - t0
+        model = load_model(run, device)  # exactly what was saved
+        score, _, _ = evaluate_pixels(model, test, ROLLOUT)
+        long_score, _, _ = evaluate_pixels(model, long_test, a.long * ROLLOUT)
+        entry = {
+            "status": result.status,
+            "train_seconds": round(seconds, 1),
+            "pixel_mse_x1e4": score["pixel_mse"] * 1e4,
+            "reconstruction_mse_x1e4": score["reconstruction_mse"] * 1e4,
+            "long_curve_x1e4": [round(x * 1e4, 3) for x in long_score["pixel_mse_curve"]],
+        }
+        report["models"][kind] = entry
+        long_end = entry["long_curve_x1e4"][-1]
+        print(f"{kind}: {result.status} in {seconds:.0f} s; pixel MSE x1e-4 over {ROLLOUT} steps: "
+              f"{entry['pixel_mse_x1e4']:.2f} (at {a.long * ROLLOUT} steps: {long_end:.2f})")  # fmt: skip
+        if a.assets:
+            dest = asset_dir(a.task, kind)
+            save_eval(run, {"test": score, "test_seed": 1, "context": CONTEXT, "test_trajectories": a.test}, "hgn")
+            shutil.rmtree(dest, ignore_errors=True)
+            shutil.copytree(run, dest)
+    results = ROOT / "results" / f"hgn_{a.task}.json"
+    results.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(results, json.dumps(report, indent=1) + "\n")
+    summary = {k: {kk: v[kk] for kk in ("pixel_mse_x1e4", "train_seconds")} for k, v in report["models"].items()}
+    print(json.dumps({"mean_frame_baseline_x1e4": mean_frame_x1e4, **summary}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
