@@ -13,9 +13,8 @@
 
 Training (fit(), via the WorldModel hooks): windows of k + h frames; encode the first k, roll out
 h steps, decode the k-th to the last frame and compare (reconstruction + prediction), plus a latent
-consistency term (the rolled-out state against the encoder's reading of the later frames,
-normalised by the latent's spread so shrinking the latent does not pay) and the HWM's residual
-penalty.
+consistency term (the rolled-out state against the encoder's reading of a later frame stack,
+with a hinge keeping the latent's spread from collapsing) and the HWM's residual penalty.
 """
 
 from __future__ import annotations
@@ -201,10 +200,16 @@ class PixelCoding:
         t = horizon if horizon == 1 else int(torch.randint(1, horizon + 1, ()).item())
         z_later = self.frame_encoder(obs[:, t : t + k])
         z_roll = traj.state(t)
-        spread = (z_later.q.var() + z_later.p.var()).detach() + 1e-6
         consistency = ((z_roll.q - z_later.q) ** 2).mean() + ((z_roll.p - z_later.p) ** 2).mean()
+        # ...but agreement is cheapest when the encoder reads every frame as the same state: keep each
+        # latent coordinate's spread over the batch at least 1 (a hinge, VICReg-style). Dividing the
+        # consistency by the spread instead was tried: its gradient explodes as the spread shrinks,
+        # global clipping then starves the decoder, and the latent collapsed to a constant.
+        z0 = traj.state(0)
+        spread = torch.cat([z0.q, z0.p], dim=-1).reshape(z0.q.shape[0], -1).std(dim=0)
+        floor = F.relu(1.0 - spread).mean()
         penalty = self.regularization(traj)  # type: ignore[attr-defined]
-        return recon + CONSISTENCY_WEIGHT * consistency / spread, penalty
+        return recon + CONSISTENCY_WEIGHT * (consistency + floor), penalty
 
     def series_error(self, obs: Tensor, actions: Tensor | None) -> float:
         """Validation: pixel MSE of the prediction from the first k frames over the whole series."""
