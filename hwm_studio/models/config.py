@@ -76,18 +76,25 @@ def _robust_scale(x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
     return np.maximum(s, 1e-3 * max(float(s.max()), 1e-6))
 
 
+def _system_of(data: TrajectoryData) -> tuple[str | None, bool, str | None]:
+    """The data's system name, whether this project knows it, and its base name (presets resolved)."""
+    from hwm_studio.systems import get_system, system_names
+
+    name = data.system_name
+    known = name in system_names() if name else False
+    return name, known, get_system(name, **data.meta["params"]).name if known else name
+
+
 def config_from_data(data: TrajectoryData, kind: str, **overrides: Any) -> ModelConfig:
     """Defaults and normalisation read off the training data (and its system, if it names one)."""
     import torch
 
     from hwm_studio.models.coders import build_coder
-    from hwm_studio.systems import get_system, system_names
+    from hwm_studio.systems import get_system
 
     if kind.endswith("-pixels"):
         return _pixel_config(data, kind, overrides)
-    system_name = data.system_name
-    known = system_name in system_names() if system_name else False
-    base = get_system(system_name, **data.meta["params"]).name if known else system_name
+    system_name, known, base = _system_of(data)
     q, p = data.q, data.p
     cfg: dict[str, Any] = {
         "kind": kind,
@@ -123,13 +130,11 @@ def _pixel_config(data: TrajectoryData, kind: str, overrides: dict[str, Any]) ->
     Entities and their pairs still come from the data (one latent entity per body), and the latent
     has the data's dimension per entity.
     """
-    from hwm_studio.systems import get_system, system_names
+    from hwm_studio.systems import get_system
 
     if data.frames is None:
         raise ValueError(f"a {kind} model learns from frames; the data has no 'frames'")
-    name = data.system_name
-    known = name in system_names() if name else False
-    base = get_system(name, **data.meta["params"]).name if known else name
+    name, known, base = _system_of(data)
     e, d = data.n_entities, data.dim
     cfg: dict[str, Any] = {
         "kind": kind,
