@@ -70,7 +70,6 @@ def main() -> int:
     report = {
         "task": a.task,
         "machine": f"{platform.machine()}, {device}, {torch.get_num_threads()} threads, torch {torch.__version__}",
-        "settings": {k: v for k, v in vars(a).items() if k not in ("out",)},
         "published_x1e4": PUBLISHED_X1E4[a.task],
         "mean_frame_baseline_x1e4": mean_frame_x1e4,
         "models": {},
@@ -86,6 +85,7 @@ def main() -> int:
         score, _, _ = evaluate_pixels(model, test, ROLLOUT)
         long_score, _, _ = evaluate_pixels(model, long_test, a.long * ROLLOUT)
         entry = {
+            "settings": {k: v for k, v in vars(a).items() if k not in ("out", "kinds")},
             "status": result.status,
             "train_seconds": round(seconds, 1),
             "pixel_mse_x1e4": score["pixel_mse"] * 1e4,
@@ -96,13 +96,19 @@ def main() -> int:
         long_end = entry["long_curve_x1e4"][-1]
         print(f"{kind}: {result.status} in {seconds:.0f} s; pixel MSE x1e-4 over {ROLLOUT} steps: "
               f"{entry['pixel_mse_x1e4']:.2f} (at {a.long * ROLLOUT} steps: {long_end:.2f})")  # fmt: skip
-        if a.assets:
+        if a.assets and result.status != "completed":
+            print(f"{kind}: not stored as an asset ({result.status}: {result.message})")
+        elif a.assets:
             dest = asset_dir(a.task, kind)
-            save_eval(run, {"test": score, "test_seed": 1, "context": CONTEXT, "test_trajectories": a.test}, "hgn")
+            record = {"task": a.task, "test": score, "test_seed": 1, "context": CONTEXT, "test_trajectories": a.test}
+            save_eval(run, record, "hgn")
             shutil.rmtree(dest, ignore_errors=True)
             shutil.copytree(run, dest)
     results = ROOT / "results" / f"hgn_{a.task}.json"
     results.parent.mkdir(parents=True, exist_ok=True)
+    if results.exists():  # keep the other kinds' latest entries when only some kinds were re-run
+        previous = json.loads(results.read_text())
+        report["models"] = {**previous.get("models", {}), **report["models"]}
     atomic_write_text(results, json.dumps(report, indent=1) + "\n")
     summary = {k: {kk: v[kk] for kk in ("pixel_mse_x1e4", "train_seconds")} for k, v in report["models"].items()}
     print(json.dumps({"mean_frame_baseline_x1e4": mean_frame_x1e4, **summary}))

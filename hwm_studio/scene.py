@@ -233,6 +233,8 @@ class Scene:
 
     def _check_model(self, system: System) -> None:
         c = self.model.config  # type: ignore[union-attr]
+        if c.frame_size:  # its latent is not the system's (q, p): rolling it out from them would lie
+            raise ValueError(f"the {c.kind} model reads frames; scenes show state models only (for now)")
         if (c.n_entities, c.dim) != (system.n_entities, system.dim):
             raise ValueError(
                 f"the model expects {c.n_entities} entities of dim {c.dim}; {system.name} has "

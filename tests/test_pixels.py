@@ -101,3 +101,11 @@ def test_cli_trains_evaluates_and_renders_a_pixel_model(tmp_path, capsys) -> Non
         assert video.shape[1:3] == (32, 3 * 32 + 4)  # truth | decoded | error at 2x, two gaps
     assert main(["render", str(run), "--data", str(tmp_path / "d.npz"), "--out", str(tmp_path / "r.avi")]) == 1
     assert not (tmp_path / "r.avi").exists()
+
+
+def test_a_scene_refuses_a_pixel_model_rather_than_feed_it_true_states() -> None:
+    from hwm_studio.scene import Scene, SceneSpec
+
+    model = build_model(config_from_data(_frames_data(), "hwm-pixels"))
+    with pytest.raises(ValueError, match="reads frames"):
+        Scene(model).run(SceneSpec("spring", steps=5))

@@ -102,6 +102,8 @@ class Studio(pn.viewable.Viewer):
                 cfg = read_config(self.workspace.run_path(name))
             except (CheckpointError, WorkspaceError):
                 continue
+            if cfg.frame_size:  # pixel models: the studio does not show them yet (issue 5)
+                continue
             if cfg.system == self.system or (cfg.system == "nbody" and self.system in ("three_body",)):
                 opts.append(f"run: {name}")
         if self._job is not None and self._job_system == self.system:
