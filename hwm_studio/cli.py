@@ -212,7 +212,7 @@ def _eval(a: argparse.Namespace) -> int:
     data = load_trajectories(a.data)
     if a.predictions and not a.predictions.endswith(".npz"):
         raise UserError(f"--predictions must end in .npz, got {a.predictions!r}")
-    if getattr(model, "sees_pixels", False):
+    if model.sees_pixels:
         metrics, frames, traj = evaluate_pixels(model, data, a.horizon)
         if a.predictions:  # the inferred latent (q, p) and the decoded frames, from time k - 1
             k, h = metrics["context_frames"], metrics["horizon"]
@@ -270,7 +270,7 @@ def _render(a: argparse.Namespace) -> int:
     if not 1 <= a.scale <= 16:
         raise UserError(f"--scale must be between 1 and 16, got {a.scale}")
     model = load_model(a.run_dir)
-    pixels = getattr(model, "sees_pixels", False)
+    pixels = model.sees_pixels
     size = model.config.frame_size if pixels else 64
     if a.data:
         data = load_trajectories(a.data)

@@ -233,7 +233,7 @@ class Scene:
 
     def _check_model(self, system: System) -> None:
         c = self.model.config  # type: ignore[union-attr]
-        if c.frame_size:  # its latent is not the system's (q, p): rolling it out from them would lie
+        if self.model.sees_pixels:  # type: ignore[union-attr]  # its latent is not the system's (q, p)
             raise ValueError(f"the {c.kind} model reads frames; scenes show state models only (for now)")
         if (c.n_entities, c.dim) != (system.n_entities, system.dim):
             raise ValueError(

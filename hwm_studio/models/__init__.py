@@ -12,8 +12,8 @@ MODELS: dict[str, type[WorldModel]] = {
     cls.kind: cls
     for cls in (HamiltonianWorldModel, MLPTransition, NeuralODE, HNN, PixelHamiltonianWorldModel, PixelMLPTransition)
 }
-STATE_MODELS = ("hwm", "mlp", "node", "hnn")
-PIXEL_MODELS = ("hwm-pixels", "mlp-pixels")
+STATE_MODELS = tuple(kind for kind, cls in MODELS.items() if not cls.sees_pixels)
+PIXEL_MODELS = tuple(kind for kind, cls in MODELS.items() if cls.sees_pixels)
 
 
 def build_model(config: ModelConfig) -> WorldModel:

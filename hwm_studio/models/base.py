@@ -30,6 +30,7 @@ class WorldModel(nn.Module, ABC):
 
     kind: ClassVar[str]
     continuous: ClassVar[bool] = True  # a vector field integrated in time (vs a discrete map)
+    sees_pixels: ClassVar[bool] = False  # reads and draws frames (models/pixels.py) rather than states
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()

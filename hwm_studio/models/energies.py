@@ -146,8 +146,8 @@ class ConfigurationKinetic(EnergyTerm):
         b = q.shape[0]
         lower, pre, vjp = self._factor(q)
         pv = p.reshape(b, self.n, 1)
-        grad_p = ((lower @ lower.transpose(-1, -2)) @ pv).reshape(p.shape)
         v = lower.transpose(-1, -2) @ pv  # (B, n, 1)
+        grad_p = (lower @ v).reshape(p.shape)  # A p = L (L^T p)
         d_lower = pv * v.transpose(-1, -2)  # (B, n, n): p_i v_j
         d_raw = torch.tril(d_lower, diagonal=-1) + torch.diag_embed(
             d_lower.diagonal(dim1=-2, dim2=-1) * torch.sigmoid(pre)

@@ -19,13 +19,10 @@ with a hinge keeping the latent's spread from collapsing) and the HWM's residual
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from hwm_studio.models.base import WorldModel
 from hwm_studio.models.baselines import MLPTransition
 from hwm_studio.models.config import ModelConfig
 from hwm_studio.models.hwm import HamiltonianWorldModel
@@ -142,7 +139,7 @@ class PixelCoding:
     frame_encoder: FrameEncoder
     frame_decoder: FrameDecoder
     config: ModelConfig
-    sees_pixels: ClassVar[bool] = True
+    sees_pixels = True
 
     def _build_pixel_coders(self) -> None:
         c = self.config
@@ -239,6 +236,3 @@ class PixelMLPTransition(PixelCoding, MLPTransition):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
         self._build_pixel_coders()
-
-
-PIXEL_MODELS: tuple[type[WorldModel], ...] = (PixelHamiltonianWorldModel, PixelMLPTransition)

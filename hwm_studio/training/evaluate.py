@@ -53,7 +53,7 @@ def evaluate(
     model: WorldModel, data: TrajectoryData, horizon: int | None = None
 ) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
     """Metrics dict and the predicted q, p (N, H+1, E, D) (pixel models: see evaluate_pixels)."""
-    if getattr(model, "sees_pixels", False):
+    if model.sees_pixels:
         metrics, _, traj = evaluate_pixels(model, data, horizon)
         return metrics, traj.q.double().cpu().numpy(), traj.p.double().cpu().numpy()
     max_h = data.n_times - 1
