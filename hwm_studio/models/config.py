@@ -125,10 +125,11 @@ def config_from_data(data: TrajectoryData, kind: str, **overrides: Any) -> Model
 
 
 def _pixel_config(data: TrajectoryData, kind: str, overrides: dict[str, Any]) -> ModelConfig:
-    """A pixel model's latent is learned: unit scales, no angle features, sizes from the frames.
+    """A pixel model's latent is learned: unit scales, sizes from the frames.
 
-    Entities and their pairs still come from the data (one latent entity per body), and the latent
-    has the data's dimension per entity.
+    Entities and their pairs still come from the data (one latent entity per body), the latent has
+    the data's dimension per entity, and an angular system's latent q is an angle (energies and the
+    frame decoder see (cos q, sin q)).
     """
     from hwm_studio.systems import get_system
 
@@ -148,6 +149,7 @@ def _pixel_config(data: TrajectoryData, kind: str, overrides: dict[str, Any]) ->
         "system": name,
         "system_params": dict(data.meta["params"]) if data.meta else {},
         "identical_entities": e == 1 or base in IDENTICAL_ENTITY_SYSTEMS,
+        "angular": base in ANGULAR_SYSTEMS,
         "frame_size": int(data.frames.shape[2]),
     }
     if known:

@@ -13,8 +13,8 @@
 
 Training (fit(), via the WorldModel hooks): windows of k + h frames; encode the first k, roll out
 h steps, decode the k-th to the last frame and compare (reconstruction + prediction), plus a latent
-consistency term (the rolled-out state against the encoder's reading of a later frame stack,
-with a hinge keeping the latent's spread from collapsing) and the HWM's residual penalty.
+consistency term (the rolled-out state against the encoder's (fixed) reading of a later frame
+stack), a weak anchor of the latent's scale, and the HWM's residual penalty.
 """
 
 from __future__ import annotations
@@ -30,6 +30,11 @@ from hwm_studio.physics.rollout import Trajectory
 from hwm_studio.state import PhaseState
 
 CONSISTENCY_WEIGHT = 1e-3  # the pixel MSE is ~1e-3 and latent errors ~1: larger weights collapse the latent
+# A weak prior pulling the encoder's reading towards |z| ~ 1 (the role of HGN's KL term). Nothing
+# else fixes the latent's scale: without it the HWM's latent ran away (q std ~8000) or, with
+# friction and residual on, collapsed to draw-the-background-only (HGN mass-spring, 1200 steps:
+# pixel MSE 25.7e-4 without, 1.44e-4 with it; see the README).
+ANCHOR_WEIGHT = 1e-5
 
 
 def frames_to_float(frames: Tensor) -> Tensor:
@@ -96,22 +101,28 @@ class FrameEncoder(nn.Module):
 class FrameDecoder(nn.Module):
     """Positions q (N, E, D) -> frames (N, H, W, 3) in [0, 1], each entity drawn by the same net.
 
-    Per entity: q_i (with a one-hot id when entities differ) -> an MLP -> a 64-channel map of
+    Per entity: q_i (as (cos q, sin q) for angles, so that a pendulum that goes over the top draws
+    the same picture at q and q + 2 pi) with a one-hot entity id (the frames draw each entity in its
+    own colour, so the decoder must know which one it draws, even when the dynamics treat them alike)
+    -> an MLP -> a 64-channel map of
     size/8 squared -> three stride-2 transposed convolutions -> that entity's colour logits at full
     size; the entities' logits add up over a learned background, then a sigmoid. Tried first and
     dropped: a per-pixel MLP of (q_i, x, y) (spatial broadcast) and softmax-mask compositing; on
     32x32 frames with bodies of ~2 px both stayed in the draw-only-the-background minimum.
     """
 
-    def __init__(self, size: int, n_entities: int, dim: int, identical: bool, width: int = 64) -> None:
+    def __init__(self, size: int, n_entities: int, dim: int, angular: bool = False, width: int = 64) -> None:
         super().__init__()
         if size % 8:
             raise ValueError(f"the frame decoder needs a frame size divisible by 8, got {size}")
-        self.size, self.n_entities, self.dim, self.width = size, n_entities, dim, width
-        self.identity = 0 if identical else n_entities  # one-hot entity id when entities differ
+        self.size, self.n_entities, self.dim, self.width, self.angular = size, n_entities, dim, width, angular
+        self.identity = n_entities if n_entities > 1 else 0  # one-hot entity id
         self.base = size // 8
         self.lift = nn.Sequential(
-            nn.Linear(dim + self.identity, 128), nn.SiLU(), nn.Linear(128, width * self.base**2), nn.SiLU()
+            nn.Linear((2 * dim if angular else dim) + self.identity, 128),
+            nn.SiLU(),
+            nn.Linear(128, width * self.base**2),
+            nn.SiLU(),
         )
         self.up = nn.Sequential(
             nn.ConvTranspose2d(width, width, 4, stride=2, padding=1),
@@ -125,9 +136,9 @@ class FrameDecoder(nn.Module):
     def forward(self, q: Tensor) -> Tensor:
         n, e, _ = q.shape
         s = self.size
-        who = q
+        who = torch.cat([torch.cos(q), torch.sin(q)], dim=-1) if self.angular else q
         if self.identity:
-            who = torch.cat([q, torch.eye(e, device=q.device, dtype=q.dtype).expand(n, e, e)], dim=-1)
+            who = torch.cat([who, torch.eye(e, device=q.device, dtype=q.dtype).expand(n, e, e)], dim=-1)
         x = self.lift(who.reshape(n * e, -1)).reshape(n * e, self.width, self.base, self.base)
         out = self.up(x).reshape(n, e, 3, s, s).sum(1)  # entities superpose in logit space
         return torch.sigmoid(out + self.background[:, None, None]).permute(0, 2, 3, 1)
@@ -146,7 +157,7 @@ class PixelCoding:
         if c.frame_size < 8:
             raise ValueError(f"a pixel model needs frame_size >= 8, got {c.frame_size}")
         self.frame_encoder = FrameEncoder(c.context_frames, c.frame_size, c.n_entities, c.dim)
-        self.frame_decoder = FrameDecoder(c.frame_size, c.n_entities, c.dim, c.identical_entities)
+        self.frame_decoder = FrameDecoder(c.frame_size, c.n_entities, c.dim, c.angular)
 
     @property
     def context(self) -> int:
@@ -164,7 +175,7 @@ class PixelCoding:
         return out.reshape(*lead, *out.shape[1:])
 
     def predict_frames(
-        self, frames: Tensor, actions: Tensor | None, steps: int, fused: bool = False
+        self, frames: Tensor, actions: Tensor | None, steps: int, fused: bool = False, record_energy: bool = False
     ) -> tuple[Tensor, Trajectory]:
         """From the first k frames (B, >= k, H, W, 3): decoded frames for times k-1 .. k-1+steps
         (the last context frame reconstructed, then the predictions), and the latent trajectory.
@@ -177,9 +188,9 @@ class PixelCoding:
         u = None if actions is None else actions[:, k - 1 : k - 1 + steps]
         u = self.accepted_actions(u)  # type: ignore[attr-defined]
         if fused and not torch.is_grad_enabled():
-            _q, _p, traj = self.rollout_data(z.q, z.p, u, steps, fused=True)  # type: ignore[attr-defined]
+            _q, _p, traj = self.rollout_data(z.q, z.p, u, steps, record_energy, fused=True)  # type: ignore[attr-defined]
         else:
-            traj = self.rollout_latent(z, u, steps)  # type: ignore[attr-defined]
+            traj = self.rollout_latent(z, u, steps, record_energy)  # type: ignore[attr-defined]
         return self.decode_frames(traj.q), traj
 
     # --- WorldModel training hooks ---------------------------------------------------------------
@@ -209,7 +220,9 @@ class PixelCoding:
         z_later = PhaseState(z_later.q.detach(), z_later.p.detach())
         consistency = ((z_roll.q - z_later.q) ** 2).mean() + ((z_roll.p - z_later.p) ** 2).mean()
         penalty = self.regularization(traj)  # type: ignore[attr-defined]
-        return recon + CONSISTENCY_WEIGHT * consistency, penalty
+        z0 = traj.state(0)
+        anchor = (z0.q**2).mean() + (z0.p**2).mean()
+        return recon + CONSISTENCY_WEIGHT * consistency + ANCHOR_WEIGHT * anchor, penalty
 
     def series_error(self, obs: Tensor, actions: Tensor | None) -> float:
         """Validation: pixel MSE of the prediction from the first k frames over the whole series."""
