@@ -16,6 +16,7 @@ import argparse
 import json
 import platform
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -33,10 +34,20 @@ ROOT = Path(__file__).resolve().parent
 ASSETS = ROOT.parent / "assets" / "models"
 KINDS = ("hwm-pixels", "mlp-pixels")
 CONTEXT = 3
+CONSERVATIVE = {"dissipation": "none", "input_map": "none", "residual": False}
 
 
 def asset_dir(task: str, kind: str) -> Path:
     return ASSETS / f"hgn_{task}_{kind.split('-')[0]}_pixels"
+
+
+def _write(results: Path, report: dict) -> None:
+    """Merge into the results file: other kinds' latest entries stay when only some were re-run."""
+    results.parent.mkdir(parents=True, exist_ok=True)
+    models = dict(report["models"])
+    if results.exists():
+        models = {**json.loads(results.read_text()).get("models", {}), **models}
+    atomic_write_text(results, json.dumps({**report, "models": models}, indent=1) + "\n")
 
 
 def main() -> int:
@@ -54,6 +65,16 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     ap.add_argument("--out", default=None, help="where runs go (default: a temporary folder)")
     ap.add_argument("--assets", action="store_true", help="copy the runs into assets/models as pretrained")
+    ap.add_argument("--structure", choices=("conservative", "port-hamiltonian"), default="conservative",
+                    help="the HWM's latent dynamics: conservative (no friction, input or residual: HGN's "
+                         "assumption, true of these systems) or the full port-Hamiltonian form")  # fmt: skip
+    ap.add_argument(
+        "--budget-s",
+        type=float,
+        default=None,
+        help="stop each model's training after this many seconds (keeps its best weights so far)",
+    )
+    ap.add_argument("--results", default=None, help="results JSON (default: benchmarks/results/hgn_<task>.json)")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -74,12 +95,21 @@ def main() -> int:
         "mean_frame_baseline_x1e4": mean_frame_x1e4,
         "models": {},
     }
+    results = Path(a.results) if a.results else ROOT / "results" / f"hgn_{a.task}.json"
     for kind in a.kinds:
         run = out_root / kind
         cfg = TrainConfig(steps=a.steps, lr=a.lr, batch_size=a.batch_size, horizon=a.horizon,
                           val_every=max(1, a.steps // 10), device=a.device, seed=0)  # fmt: skip
+        options = CONSERVATIVE if kind == "hwm-pixels" and a.structure == "conservative" else {}
+        stop = threading.Event()
+        timer = threading.Timer(a.budget_s, stop.set) if a.budget_s else None
+        if timer is not None:
+            timer.start()
         t0 = time.perf_counter()
-        model, result, _ = train_run(train, run, kind, cfg, val_fraction=0.1, source={"hgn": a.task})
+        model, result, _ = train_run(train, run, kind, cfg, val_fraction=0.1, model_options=options, stop=stop,
+                                     source={"hgn": a.task})  # fmt: skip
+        if timer is not None:
+            timer.cancel()
         seconds = time.perf_counter() - t0
         model = load_model(run, device)  # exactly what was saved
         score, _, _ = evaluate_pixels(model, test, ROLLOUT)
@@ -87,6 +117,7 @@ def main() -> int:
         entry = {
             "settings": {k: v for k, v in vars(a).items() if k not in ("out", "kinds")},
             "status": result.status,
+            "steps_done": result.steps_done,
             "train_seconds": round(seconds, 1),
             "pixel_mse_x1e4": score["pixel_mse"] * 1e4,
             "reconstruction_mse_x1e4": score["reconstruction_mse"] * 1e4,
@@ -104,12 +135,7 @@ def main() -> int:
             save_eval(run, record, "hgn")
             shutil.rmtree(dest, ignore_errors=True)
             shutil.copytree(run, dest)
-    results = ROOT / "results" / f"hgn_{a.task}.json"
-    results.parent.mkdir(parents=True, exist_ok=True)
-    if results.exists():  # keep the other kinds' latest entries when only some kinds were re-run
-        previous = json.loads(results.read_text())
-        report["models"] = {**previous.get("models", {}), **report["models"]}
-    atomic_write_text(results, json.dumps(report, indent=1) + "\n")
+        _write(results, report)  # after every model: a long run that is cut short keeps what it finished
     summary = {k: {kk: v[kk] for kk in ("pixel_mse_x1e4", "train_seconds")} for k, v in report["models"].items()}
     print(json.dumps({"mean_frame_baseline_x1e4": mean_frame_x1e4, **summary}))
     return 0
