@@ -1,6 +1,6 @@
 """Server-side latency of the studio: one slider change -> every view's data recomputed.
 
-    python benchmarks/latency.py            # pendulum and three_body, 40 changes each
+    python benchmarks/latency.py            # pendulum, three_body and the spring's pixel models, 40 changes each
 
 Measures `Studio._recompute` as a slider triggers it (the action slider: truth and both models
 re-run; the dissipation slider: models only), without a browser, on CPU with one torch thread
@@ -67,12 +67,29 @@ def measure(system: str, n: int = 40) -> dict:
     return results
 
 
+def measure_pixels(n: int = 40) -> dict:
+    """The spring's HGN pixel models (HWM vs MLP): a new start renders the true frames, and both
+    models encode the first three, roll out and decode all 300 frames."""
+    studio = Studio(workspace=Workspace(Path("/tmp/hwm_latency_ws")), system="spring")
+    studio.model_name = next(o for o in studio.param.model_name.objects if o.startswith("hwm-pixels"))
+    for seed in range(3):  # warm-up
+        studio.seed = 500 + seed
+    studio.timings.clear()
+    for seed in range(n):
+        studio.seed = 1000 + seed
+    return {
+        "seed slider (truth, frames, both pixel models)": _stats([t * 1e3 for t in studio.timings]),
+        "scene": f"spring, {studio.steps}-step rollout, model {studio.model_name} vs {studio.baseline_name}",
+    }
+
+
 def main() -> int:
     torch.set_num_threads(1)
     report = {
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch thread, torch {torch.__version__}",
         "pendulum": measure("pendulum"),
         "three_body": measure("three_body"),
+        "spring_pixels": measure_pixels(),
     }
     OUT.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(OUT, json.dumps(report, indent=1) + "\n")

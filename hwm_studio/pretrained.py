@@ -61,6 +61,22 @@ def eval_data(recipe: Recipe) -> TrajectoryData:
     )
 
 
+def pixel_assets(root: Path = ASSETS) -> dict[str, dict[str, Path]]:
+    """Pretrained pixel models (the HGN protocol's runs, benchmarks/hgn.py), by the system they saw.
+
+    Keyed by system name, then by a label naming the kind and the run: "hwm-pixels: hgn_mass_spring".
+    """
+    from hwm_studio.training.checkpoint import read_config
+
+    found: dict[str, dict[str, Path]] = {}
+    for path in sorted(root.glob("hgn_*")):
+        if (path / "weights.safetensors").exists():
+            cfg = read_config(path)
+            label = f"{cfg.kind}: {path.name.removesuffix('_pixels').rsplit('_', 1)[0]}"
+            found.setdefault(str(cfg.system), {})[label] = path
+    return found
+
+
 def available() -> dict[str, list[str]]:
     """Systems with pretrained runs on disk, and their kinds."""
     found: dict[str, list[str]] = {}

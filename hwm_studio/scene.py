@@ -3,8 +3,10 @@
 This is everything the studio draws, computed without any UI: the ground truth (exact H,
 yoshida4 with substeps), the model's prediction in data coordinates with its own energy ledger,
 the true H on both, error vs time, valid prediction time, the model's energy levels and one-step
-flow on a phase plane, and rendered frames. The studio only turns these arrays into plots, so
-every number on screen is computed here, by the model or the simulator.
+flow on a phase plane, and rendered frames. A pixel model instead reads the first k rendered true
+frames, and its result holds its inferred latent (q, p), its decoded frames and the pixel error.
+The studio only turns these arrays into plots, so every number on screen is computed here, by the
+model or the simulator.
 
 Truth is cached: turning a model knob (dissipation, residual, integrator) re-runs the model only.
 """
@@ -84,8 +86,8 @@ class SceneResult:
     model_q: np.ndarray  # (T+1, E, D) the model's prediction, data coordinates
     model_p: np.ndarray
     model_true_energy: np.ndarray  # (T+1,) true H evaluated on the model's states
-    error: np.ndarray  # (T+1,) normalised state error (the VPT measure)
-    vpt: int  # steps before the error first exceeds VPT_THRESHOLD
+    error: np.ndarray  # (T+1,) normalised state error (the VPT measure); pixel models: pixel MSE
+    vpt: int | None  # steps before the error first exceeds VPT_THRESHOLD (None: pixel models)
     model_energy: dict[str, np.ndarray] | None  # the model's own H decomposition (T+1,) per term
     model_ledger: dict[str, np.ndarray] | None  # dissipated, control_work, residual_work, balance_error
     residual_power: np.ndarray | None  # (T+1,)
@@ -94,6 +96,11 @@ class SceneResult:
     system_title: str
     dt: float
     extras: dict[str, Any] = field(default_factory=dict)
+    # --- pixel models: model_q / model_p are the inferred latent, not the system's coordinates ---
+    latent: bool = False
+    context: int = 0  # the model reads frames 0..context and predicts from there (NaN before)
+    truth_frames: np.ndarray | None = None  # (T+1, S, S, 3) uint8: what the model reads and is scored on
+    model_frames: np.ndarray | None = None  # (T+1, S, S, 3) uint8 decoded (gray during the context)
 
     @property
     def steps(self) -> int:
@@ -111,6 +118,8 @@ class Scene:
         self._system: System | None = None
         self._truth_rollout: tuple[dict, FusedRollout] | None = None
         self._systems: dict[tuple, System] = {}
+        self._frames_key: tuple | None = None
+        self._frames: np.ndarray | None = None
 
     # --- pieces ----------------------------------------------------------------------------------
     def system(self, spec: SceneSpec) -> System:
@@ -200,6 +209,10 @@ class Scene:
             pending = _TRUTH_POOL.submit(self._truth_then, spec, sidecar)
         system = self.system(spec)
         traj = None
+        if model is not None and model.sees_pixels:  # it reads the true frames: the truth comes first
+            self._check_model(system)
+            truth, side = pending.result() if pending is not None else (self.truth(spec), None)
+            return self._run_pixels(spec, system, truth, side, sidecar is not None)
         if model is not None:
             self._check_model(system)
             dtype = torch.float32
@@ -231,10 +244,60 @@ class Scene:
             extras={} if sidecar is None else {"sidecar": side},
         )  # fmt: skip
 
+    def _run_pixels(
+        self, spec: SceneSpec, system: System, truth: tuple[np.ndarray, ...], side: Any, has_sidecar: bool
+    ) -> SceneResult:
+        """A pixel model reads the first k true frames, rolls its latent out and decodes every step."""
+        model = self.model
+        assert model is not None
+        t, u, tq, tp, te = truth
+        k, size = model.config.context_frames, model.config.frame_size
+        if spec.steps < k:
+            raise ValueError(f"the {model.kind} model reads {k} frames before predicting: use >= {k} steps")
+        truth_frames = self.rendered(spec, size)
+        horizon = spec.steps - (k - 1)
+        actions = torch.as_tensor(u[None], dtype=torch.float32) if system.action_dim and np.any(u != 0) else None
+        has_energy = model.hamiltonian_field is not None
+        pred, traj = model.predict_frames(torch.as_tensor(truth_frames[None, :k]), actions, horizon, fused=True,
+                                          record_energy=has_energy)  # type: ignore[attr-defined]  # fmt: skip
+
+        def padded(x: torch.Tensor) -> np.ndarray:  # (horizon + 1, ...) from time k-1 -> (T+1, ...), NaN before
+            x = x.double().numpy()
+            return np.concatenate([np.full((k - 1, *x.shape[1:]), np.nan), x])
+
+        decoded = np.round(np.clip(pred[0].numpy(), 0, 1) * 255).astype(np.uint8)
+        model_frames = np.full_like(truth_frames, 128)
+        model_frames[k - 1 :] = decoded
+        error = np.full(spec.steps + 1, np.nan)
+        error[k - 1 :] = ((decoded.astype(np.float64) - truth_frames[k - 1 :]) / 255.0).__pow__(2).mean(axis=(1, 2, 3))
+        mq, mp = padded(traj.q[0]), padded(traj.p[0])
+        energy = ledger = residual_power = None
+        if traj.energy:
+            energy = {key: padded(v[0]) for key, v in traj.energy.items()}
+            ledger = {key: padded(v[0]) for key, v in traj.ledger.items()}
+            residual_power = padded(traj.power["residual"][0])
+        return SceneResult(
+            t=t, actions=u, truth_q=tq, truth_p=tp, truth_energy=te, model_q=mq, model_p=mp,
+            model_true_energy=np.full(spec.steps + 1, np.nan), error=error, vpt=None, model_energy=energy,
+            model_ledger=ledger, residual_power=residual_power, finite=bool(np.isfinite(mq[k - 1 :]).all()),
+            entity_names=system.entity_names(), system_title=system.title, dt=float(t[1] - t[0]),
+            extras={"sidecar": side} if has_sidecar else {}, latent=True, context=k - 1,
+            truth_frames=truth_frames, model_frames=model_frames,
+        )  # fmt: skip
+
+    def rendered(self, spec: SceneSpec, size: int) -> np.ndarray:
+        """The true trajectory drawn by the system's renderer, (T+1, size, size, 3) uint8 (cached)."""
+        _, _, tq, _, _ = self.truth(spec)
+        owner = self._truth_from or self
+        key = (owner._truth_key, size)
+        if key != self._frames_key:
+            self._frames = self.system(spec).render(torch.as_tensor(tq), size=size).numpy()
+            self._frames_key = key
+        assert self._frames is not None
+        return self._frames
+
     def _check_model(self, system: System) -> None:
         c = self.model.config  # type: ignore[union-attr]
-        if self.model.sees_pixels:  # type: ignore[union-attr]  # its latent is not the system's (q, p)
-            raise ValueError(f"the {c.kind} model reads frames; scenes show state models only (for now)")
         if (c.n_entities, c.dim) != (system.n_entities, system.dim):
             raise ValueError(
                 f"the model expects {c.n_entities} entities of dim {c.dim}; {system.name} has "
@@ -295,12 +358,14 @@ class Scene:
         """Rendered (truth, model) RGB frames at one time index, (size, size, 3) uint8 each.
 
         For state models the model's frame is its predicted state drawn by the system's renderer;
-        pixel models (issue 5) decode their own frames.
+        pixel models decode their own (at their frame size; gray while the model reads the context).
         """
+        i = int(np.clip(index, 0, result.steps))
+        if result.model_frames is not None and result.truth_frames is not None:
+            return result.truth_frames[i], result.model_frames[i]
         system = self._system
         if system is None:
             raise ValueError("run the scene before asking for frames")
-        i = int(np.clip(index, 0, result.steps))
         q = torch.as_tensor(np.stack([result.truth_q[i], np.nan_to_num(result.model_q[i])]))
         both = system.render(q, size=size).numpy()
         return both[0], both[1]

@@ -103,9 +103,29 @@ def test_cli_trains_evaluates_and_renders_a_pixel_model(tmp_path, capsys) -> Non
     assert not (tmp_path / "r.avi").exists()
 
 
-def test_a_scene_refuses_a_pixel_model_rather_than_feed_it_true_states() -> None:
+def test_a_scene_feeds_a_pixel_model_the_true_frames_and_scores_its_decoded_ones() -> None:
     from hwm_studio.scene import Scene, SceneSpec
 
-    model = build_model(config_from_data(_frames_data(), "hwm-pixels"))
-    with pytest.raises(ValueError, match="reads frames"):
-        Scene(model).run(SceneSpec("spring", steps=5))
+    model = build_model(config_from_data(_frames_data(size=16), "hwm-pixels")).eval()
+    scene = Scene(model)
+    r = scene.run(SceneSpec("spring", steps=12))
+    k = model.config.context_frames
+    assert r.latent
+    assert r.context == k - 1
+    assert r.vpt is None
+    # what it read are the system's own drawings of the true states, at the model's frame size
+    drawn = get_system("spring").render(torch.as_tensor(r.truth_q), size=16).numpy()
+    np.testing.assert_array_equal(r.truth_frames, drawn)
+    # and what it shows is exactly its prediction from those frames
+    with torch.no_grad():
+        pred, traj = model.predict_frames(torch.as_tensor(drawn[None, :k]), None, 12 - (k - 1))
+    np.testing.assert_array_equal(r.model_frames[k - 1 :], np.round(pred[0].numpy() * 255).astype(np.uint8))
+    np.testing.assert_allclose(r.model_q[k - 1 :], traj.q[0].double().numpy(), rtol=1e-4, atol=1e-5)
+    assert np.isnan(r.model_q[: k - 1]).all()
+    assert np.isnan(r.error[: k - 1]).all()
+    expected = (((r.model_frames[k:].astype(float) - r.truth_frames[k:]) / 255) ** 2).mean(axis=(1, 2, 3))
+    np.testing.assert_allclose(r.error[k:], expected)
+    truth_frame, model_frame = scene.frames(r, 5)
+    assert truth_frame.shape == model_frame.shape == (16, 16, 3)
+    with pytest.raises(ValueError, match="reads 3 frames"):
+        scene.run(SceneSpec("spring", steps=2))

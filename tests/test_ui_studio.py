@@ -172,3 +172,39 @@ def test_a_workspace_data_file_trains(studio) -> None:
     studio.poll_training()
     assert "Training completed" in studio.train_status.object
     studio._poll = None
+
+
+def test_a_pixel_model_shows_its_decoded_frames_and_inferred_latent(studio) -> None:
+    studio.system = "spring"
+    pixel = [o for o in studio.param.model_name.objects if o.startswith("hwm-pixels")]
+    assert pixel, "the HGN mass-spring pixel model is offered for the spring"
+    studio.model_name = pixel[0]
+    r = studio.result
+    assert r.latent
+    assert r.vpt is None
+    assert r.context == 2
+    k = r.context
+    # the phase portrait is the model's own latent trajectory (no truth: other coordinates)
+    assert len(studio.phase.truth.data["q"]) == 0
+    np.testing.assert_array_equal(studio.phase.model.data["q"], r.model_q[:, 0, 0])
+    assert np.isnan(r.model_q[:k]).all()
+    assert np.isfinite(r.model_q[k:]).all()
+    assert len(studio.phase.arrows.data["x0"]) > 0
+    assert "latent" in studio.phase.figure.title.text
+    # the video shows truth | decoded | error at the model's own frame size; the error is computed
+    studio.frame = 40
+    truth, _decoded, _err = studio.video.source.data["image"]
+    assert truth.shape == (32, 32)
+    np.testing.assert_array_equal(r.model_frames[40], studio.scene.frames(r, 40)[1])
+    mse = ((r.model_frames[40].astype(float) - r.truth_frames[40]) / 255) ** 2
+    assert r.error[40] == pytest.approx(mse.mean())
+    assert "pixel MSE" in studio.metrics.summary.object
+    # the same model decodes what it predicts: a different start gives different frames
+    before = r.model_frames.copy()
+    studio.seed = 3
+    assert not np.array_equal(before, studio.result.model_frames)
+    # the unstructured pixel baseline, picked with it, compares like with like
+    assert studio.baseline_name.startswith("mlp-pixels")
+    assert studio.baseline is not None
+    assert studio.baseline.latent
+    assert len(studio.metrics.other.data["error"]) == studio.steps + 1

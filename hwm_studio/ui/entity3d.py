@@ -41,6 +41,7 @@ class EntityView3D(pn.viewable.Viewer):
         e = system.n_entities
         radii = system.entity_radii()
         self._actors = {"truth": [], "model": []}
+        self._model_props: list = []  # every actor drawing the model (spheres, trails, rods)
         self._meshes = {"truth_trail": [], "model_trail": [], "truth_rod": [], "model_rod": []}
         for who, colour, opacity in (("truth", "#333333", 1.0), ("model", "#D55E00", 0.55)):
             for i in range(e):
@@ -48,11 +49,15 @@ class EntityView3D(pn.viewable.Viewer):
                 self._actors[who].append(p.add_mesh(sphere, color=colour, opacity=opacity, smooth_shading=True))
                 trail = pv.lines_from_points(np.zeros((TRAIL, 3)))
                 self._meshes[f"{who}_trail"].append(trail)
-                p.add_mesh(trail, color=colour, opacity=0.5 * opacity, line_width=2)
+                props = [self._actors[who][-1], p.add_mesh(trail, color=colour, opacity=0.5 * opacity, line_width=2)]
+                if who == "model":
+                    self._model_props += props
             for _ in system.links():
                 rod = pv.Line((0, 0, 0), (0, 0, 0))
                 self._meshes[f"{who}_rod"].append(rod)
-                p.add_mesh(rod, color=colour, opacity=opacity, line_width=5)
+                actor = p.add_mesh(rod, color=colour, opacity=opacity, line_width=5)
+                if who == "model":
+                    self._model_props.append(actor)
         ext = system.view_extent()
         p.add_mesh(pv.Plane(center=(0, 0, -0.05), direction=(0, 0, 1), i_size=2 * ext, j_size=2 * ext),
                    color="#eef1f4", opacity=0.6)  # fmt: skip
@@ -72,6 +77,8 @@ class EntityView3D(pn.viewable.Viewer):
                 "truth": system.link_segments(torch.as_tensor(self._positions["truth"])).numpy(),
                 "model": system.link_segments(torch.as_tensor(self._positions["model"])).numpy(),
             }
+        for actor in self._model_props:  # a pixel model's latent is not a position: not drawn here
+            actor.SetVisibility(not r.latent)
         self.set_frame(frame)
 
     def set_frame(self, frame: int) -> None:

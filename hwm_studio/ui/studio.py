@@ -10,6 +10,8 @@ change runs one `Scene.run` (truth cached, model fused) and updates all views in
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,7 @@ from bokeh.plotting import figure
 from hwm_studio.data.format import DataFormatError
 from hwm_studio.models import WorldModel
 from hwm_studio.physics.integrators import INTEGRATORS
-from hwm_studio.pretrained import RECIPES, available, run_dir
+from hwm_studio.pretrained import RECIPES, available, pixel_assets, run_dir
 from hwm_studio.scene import SCHEDULES, ActionSchedule, Scene, SceneResult, SceneSpec, with_initial
 from hwm_studio.training.checkpoint import CheckpointError, load_model, read_config
 from hwm_studio.training.fit import TrainConfig
@@ -59,6 +61,7 @@ class Studio(pn.viewable.Viewer):
 
     def __init__(self, workspace: Workspace | None = None, **params: Any) -> None:
         super().__init__(**params)
+        self._muted = False
         self.workspace = workspace or Workspace()
         self.scene = Scene()
         self.baseline_scene = Scene(truth_from=self.scene)
@@ -97,12 +100,11 @@ class Studio(pn.viewable.Viewer):
     # --- models ----------------------------------------------------------------------------------
     def _model_options(self) -> list[str]:
         opts = list(available().get(self.system, []))
+        opts += list(pixel_assets().get(self.system, {}))
         for name in self.workspace.runs():
             try:
                 cfg = read_config(self.workspace.run_path(name))
             except (CheckpointError, WorkspaceError):
-                continue
-            if cfg.frame_size:  # pixel models: the studio does not show them yet (issue 5)
                 continue
             if cfg.system == self.system or (cfg.system == "nbody" and self.system in ("three_body",)):
                 opts.append(f"run: {name}")
@@ -122,23 +124,51 @@ class Studio(pn.viewable.Viewer):
                 model.load_state_dict(weights)
             self._live_version = version
             return model.eval()
+        pixel = pixel_assets().get(self.system, {})
+        if name in pixel:
+            return load_model(pixel[name])
         path = self.workspace.run_path(name[5:]) if name.startswith("run: ") else run_dir(self.system, name)
         return load_model(path)
 
     def _on_system(self, *_: Any) -> None:
         opts = self._model_options()
         names = self._system_obj().entity_names()
-        with param.parameterized.discard_events(self):
+        self._initial = None
+        with self._quietly():
             self.param.model_name.objects = opts
             self.param.baseline_name.objects = opts
-            self.model_name = "hwm" if "hwm" in opts else opts[0]
-            self.baseline_name = "mlp" if "mlp" in opts else opts[-1]
             self.param.entity.objects = names
-            self.entity = names[0]
-            self._initial = None
+            self.param.update(model_name="hwm" if "hwm" in opts else opts[0],
+                              baseline_name="mlp" if "mlp" in opts else opts[-1], entity=names[0])  # fmt: skip
         self._on_model()
 
-    def _on_model(self, *_: Any) -> None:
+    def _match_baseline(self) -> None:
+        """Pixel models compare with the pixel baseline, state models with the state one: their
+        errors are different measures (pixel MSE vs normalised state error)."""
+        pixel = pixel_assets().get(self.system, {})
+        opts = self.param.baseline_name.objects
+        if (self.model_name in pixel) == (self.baseline_name in pixel):
+            return
+        wanted = [o for o in opts if o.startswith("mlp-pixels")] if self.model_name in pixel else ["mlp"]
+        if wanted and wanted[0] in opts:
+            with self._quietly():
+                self.baseline_name = wanted[0]
+
+    @contextmanager
+    def _quietly(self) -> Iterator[None]:
+        """Set several controls without a recompute per change. Unlike param's discard_events,
+        the widgets still hear about it (new options and values reach the browser)."""
+        self._muted = True
+        try:
+            yield
+        finally:
+            self._muted = False
+
+    def _on_model(self, *events: Any) -> None:
+        if events and self._muted:
+            return
+        if any(e.name == "model_name" for e in events):
+            self._match_baseline()
         try:
             self.scene.model = self._load(self.model_name)
             self.baseline_scene.model = self._load(self.baseline_name)
@@ -148,7 +178,7 @@ class Studio(pn.viewable.Viewer):
             return
         model = self.scene.model
         knobs = model.knobs() if model is not None else {}
-        with param.parameterized.discard_events(self):
+        with self._quietly():
             if "dt" in knobs:
                 self.dt = float(knobs["dt"])
             if "integrator" in knobs:
@@ -156,8 +186,9 @@ class Studio(pn.viewable.Viewer):
         for name in ("dt", "integrator", "dissipation_scale", "residual_scale"):
             self._widgets[name].disabled = name not in knobs
         system = self._system_obj()
-        self._widgets["action_0"].disabled = system.action_dim < 1
-        self._widgets["action_1"].disabled = system.action_dim < 2
+        takes = system.action_dim if model is None or model.action_dim else 0  # an action-free model ignores them
+        self._widgets["action_0"].disabled = takes < 1
+        self._widgets["action_1"].disabled = takes < 2
         self._recompute()
 
     def _system_obj(self):  # noqa: ANN202 (a System)
@@ -170,6 +201,9 @@ class Studio(pn.viewable.Viewer):
                          actions=ActionSchedule(self.schedule, tuple(amp), self.period, self.seed))  # fmt: skip
         if self.scene.model is not None and "dt" in self.scene.model.knobs():
             spec = replace(spec, dt=self.dt)
+        model = self.scene.model
+        if model is not None and model.sees_pixels:  # its frames show the system it was trained on
+            spec = replace(spec, params=tuple(sorted(model.config.system_params.items())))
         if self._initial is not None:
             spec = with_initial(spec, *self._initial)
         return spec
@@ -182,7 +216,9 @@ class Studio(pn.viewable.Viewer):
                   "residual_scale": self.residual_scale}  # fmt: skip
         return {k: v for k, v in wanted.items() if k in have}
 
-    def _recompute(self, *_: Any) -> None:
+    def _recompute(self, *events: Any) -> None:
+        if events and self._muted:
+            return
         start = time.perf_counter()
         try:
             spec = self.spec()
@@ -193,20 +229,26 @@ class Studio(pn.viewable.Viewer):
 
             def second_core() -> tuple[dict | None, SceneResult | None, dict | None]:
                 """Runs after the truth, while this thread rolls the model out: both phase planes
-                and the baseline's rollout (reads of the models only; their knobs are already set)."""
+                and the baseline's rollout (reads of the models only; their knobs are already set).
+                A pixel model's plane is its latent's: drawn around its inferred trajectory."""
                 _, u, tq, tp, _ = self.scene.truth(spec)  # just computed on this thread: cached
                 coord = min(self.coord, tq.shape[2] - 1)
-                plane = self._plane(self.scene, spec, tq, tp, u, entity, coord)
+                model = self.scene.model
+                plane = None if model is not None and model.sees_pixels else self._plane(
+                    self.scene, spec, tq, tp, u, entity, coord)  # fmt: skip
                 if base_model is None:
                     return plane, None, None
                 b = self.baseline_scene.run(base_spec, self.knobs(base_model))
-                return plane, b, self._plane(self.baseline_scene, spec, tq, tp, u, entity, coord)
+                bq, bp = (b.model_q, b.model_p) if b.latent else (tq, tp)
+                return plane, b, self._plane(self.baseline_scene, spec, bq, bp, u, entity, coord)
 
             r = self.scene.run(spec, knobs, sidecar=second_core)
             plane, b, base_plane = r.extras["sidecar"]
-            if b is not None and b.dt != r.dt:  # a discrete baseline keeps its own step
-                b = base_plane = None
+            if b is not None and (b.dt != r.dt or b.latent != r.latent):  # a discrete baseline keeps its own
+                b = base_plane = None  # step; pixel and state models' errors are different measures
             coord = min(self.coord, r.truth_q.shape[2] - 1)
+            if r.latent:
+                plane = self._plane(self.scene, spec, r.model_q, r.model_p, r.actions, entity, coord)
         except (ValueError, RuntimeError) as exc:
             self._status_pane.object = f"**Cannot roll out:** {exc}"
             return
@@ -234,14 +276,18 @@ class Studio(pn.viewable.Viewer):
     def _plane(
         self, scene: Scene, spec: SceneSpec, tq: np.ndarray, tp: np.ndarray, u: np.ndarray, entity: int, coord: int
     ) -> dict | None:
-        """The model's energy levels and flow on the plane around the true trajectory (tq, tp)."""
-        if scene.model is None:
+        """The model's energy levels and flow on the plane around a trajectory (tq, tp): the true one,
+        or a pixel model's inferred latent (whose first, context steps are NaN)."""
+        seen = np.isfinite(tq).all(axis=(1, 2)) & np.isfinite(tp).all(axis=(1, 2))
+        if scene.model is None or not seen.any():
             return None
+        first = int(np.argmax(seen))
+        tq, tp = tq[seen], tp[seen]
         q, p = tq[:, entity, coord], tp[:, entity, coord]
         pad_q = 0.25 * max(np.ptp(q), 0.5)
         pad_p = 0.25 * max(np.ptp(p), 0.5)
         extent = (q.min() - pad_q, q.max() + pad_q, p.min() - pad_p, p.max() + pad_p)
-        u0 = u[0] if len(u) else None
+        u0 = u[min(first, len(u) - 1)] if len(u) else None
         plane = scene.phase_plane(spec, entity, coord, (tq[0], tp[0]), extent, u=u0)
         plane["extent"] = extent
         return plane
@@ -250,8 +296,13 @@ class Studio(pn.viewable.Viewer):
         h0 = r.truth_energy[0]
         model = self.scene.model
         what = model.describe()["kind"] if model is not None else "no model"
-        return (f"**{r.system_title}** · model **{self.model_name}** ({what}) · true H(0) = {h0:.4g} · "
+        text = (f"**{r.system_title}** · model **{self.model_name}** ({what}) · true H(0) = {h0:.4g} · "
                 f"{r.steps} steps of dt {r.dt:.3g}")  # fmt: skip
+        if r.latent and r.truth_frames is not None:
+            size = r.truth_frames.shape[1]
+            text += (f" · reads the first {r.context + 1} true {size}x{size} frames, then predicts; the phase "
+                     "portrait shows its inferred latent (q, p)")  # fmt: skip
+        return text
 
     # --- frames, 3D, clicks --------------------------------------------------------------------
     def _on_frame(self, *_: Any) -> None:
@@ -283,6 +334,9 @@ class Studio(pn.viewable.Viewer):
     def _on_tap(self, event: Tap) -> None:
         """A click on the phase plane moves that entity coordinate's initial (q0, p0)."""
         if self.result is None or event.x is None or event.y is None:
+            return
+        if self.result.latent:  # the plane is the pixel model's latent, not the system's (q, p)
+            self._status_pane.object = "This plane is the pixel model's latent: move the start with the seed."
             return
         q0, p0 = self.result.truth_q[0].copy(), self.result.truth_p[0].copy()
         entity = self.param.entity.objects.index(self.entity)

@@ -20,6 +20,7 @@ TRUTH = "#222222"
 MODEL = "#D55E00"
 OTHER = "#0072B2"
 TOOLS = "pan,wheel_zoom,box_zoom,reset,save"
+PIXEL_WINDOW = 30  # predicted steps the HGN protocol scores
 
 ENERGY_STYLE = {  # key: (label, colour, dash)
     "kinetic": ("kinetic T", "#0072B2", "solid"),
@@ -41,7 +42,11 @@ def _empty(keys: tuple[str, ...]) -> dict[str, list]:
 
 
 class PhaseView(pn.viewable.Viewer):
-    """q vs p of one entity coordinate: truth, model, the model's H levels and one-step flow."""
+    """q vs p of one entity coordinate: truth, model, the model's H levels and one-step flow.
+
+    For a pixel model the plane is its latent: its inferred (q, p) trajectory, energy levels and
+    flow, without the truth (which lives in other coordinates).
+    """
 
     def __init__(self, title: str = "Phase portrait", model_colour: str = MODEL, **params: object) -> None:
         super().__init__(**params)
@@ -67,12 +72,22 @@ class PhaseView(pn.viewable.Viewer):
         fig.legend.background_fill_alpha = 0.6
         fig.legend.label_text_font_size = "8pt"
         self.figure = fig
+        self.title = title
         self._contour_key: tuple | None = None
 
     def update(self, r: SceneResult, entity: int, coord: int, plane: dict | None, frame: int) -> None:
-        self.truth.data = {"q": r.truth_q[:, entity, coord], "p": r.truth_p[:, entity, coord]}
+        fig = self.figure
+        if r.latent:
+            self.truth.data = _empty(("q", "p"))
+            self.start.data = _empty(("q", "p"))
+            fig.title.text = f"{self.title}: the pixel model's inferred latent"
+            fig.xaxis.axis_label, fig.yaxis.axis_label = "latent q", "latent p"
+        else:
+            self.truth.data = {"q": r.truth_q[:, entity, coord], "p": r.truth_p[:, entity, coord]}
+            self.start.data = {"q": [r.truth_q[0, entity, coord]], "p": [r.truth_p[0, entity, coord]]}
+            fig.title.text = self.title
+            fig.xaxis.axis_label, fig.yaxis.axis_label = "q", "p"
         self.model.data = {"q": r.model_q[:, entity, coord], "p": r.model_p[:, entity, coord]}
-        self.start.data = {"q": [r.truth_q[0, entity, coord]], "p": [r.truth_p[0, entity, coord]]}
         self.set_frame(r, entity, coord, frame)
         if plane is None:
             self.arrows.data = _empty(("x0", "y0", "x1", "y1"))
@@ -94,6 +109,9 @@ class PhaseView(pn.viewable.Viewer):
 
     def set_frame(self, r: SceneResult, entity: int, coord: int, frame: int) -> None:
         i = int(np.clip(frame, 0, r.steps))
+        if r.latent:
+            self.now.data = {"q": [r.model_q[i, entity, coord]], "p": [r.model_p[i, entity, coord]], "who": [MODEL]}
+            return
         self.now.data = {
             "q": [r.truth_q[i, entity, coord], r.model_q[i, entity, coord]],
             "p": [r.truth_p[i, entity, coord], r.model_p[i, entity, coord]],
@@ -133,8 +151,9 @@ class EnergyView(pn.viewable.Viewer):
         nan = np.full(r.steps + 1, np.nan)
         data = {"t": r.t, "truth_total": r.truth_energy, "true_h_of_model": r.model_true_energy}
         offset = 0.0
-        if r.model_energy is not None:
-            offset = float(r.truth_energy[0] - r.model_energy["total"][0])
+        if r.model_energy is not None:  # a pixel model's energy starts after its context frames
+            i0 = r.context
+            offset = float(r.truth_energy[i0] - r.model_energy["total"][i0])
         for key in ENERGY_STYLE:
             src = r.model_energy if key in ("kinetic", "potential", "interaction", "total") else r.model_ledger
             data[key] = src[key] if src is not None and key in src else nan
@@ -160,7 +179,8 @@ class MetricsView(pn.viewable.Viewer):
         fig.line("t", "drift", source=self.source, line_color="#009E73", line_dash="dashed",
                  legend_label="|true H(model) − true H(truth)|")  # fmt: skip
         self.vpt = Span(location=0, dimension="height", line_color=MODEL, line_dash="dotted", line_width=2)
-        fig.add_layout(Span(location=VPT_THRESHOLD, dimension="width", line_color="#888888", line_dash="dotted"))
+        self.threshold = Span(location=VPT_THRESHOLD, dimension="width", line_color="#888888", line_dash="dotted")
+        fig.add_layout(self.threshold)
         fig.add_layout(self.vpt)
         fig.legend.location = "bottom_right"
         fig.legend.label_text_font_size = "8pt"
@@ -168,6 +188,11 @@ class MetricsView(pn.viewable.Viewer):
         self.summary = pn.pane.Markdown("", sizing_mode="stretch_width")
 
     def update(self, r: SceneResult, other: SceneResult | None = None, label: str = "baseline") -> None:
+        if r.latent:
+            self._update_pixels(r, other, label)
+            return
+        self.figure.title.text = "Normalised state error vs time"
+        self.vpt.visible = self.threshold.visible = True
         floor = 1e-12
         self.source.data = {"t": r.t, "error": np.maximum(r.error, floor),
                             "drift": np.maximum(np.abs(r.model_true_energy - r.truth_energy), floor)}  # fmt: skip
@@ -182,6 +207,27 @@ class MetricsView(pn.viewable.Viewer):
             text += f" · **max |balance error|** {np.nanmax(np.abs(r.model_ledger['balance_error'])):.2e}"
         if other is not None:
             text += f" · {label} VPT {other.vpt} steps"
+        if not r.finite:
+            text += " · **the model's rollout diverged** (non-finite states)"
+        self.summary.object = text
+
+    def _update_pixels(self, r: SceneResult, other: SceneResult | None, label: str) -> None:
+        """A pixel model is scored as HGN scores it: pixel MSE of its decoded frames vs the true ones."""
+        floor = 1e-12
+        self.figure.title.text = "Pixel MSE of the decoded frames vs time"
+        self.vpt.visible = self.threshold.visible = False
+        self.source.data = {"t": r.t, "error": np.maximum(r.error, floor), "drift": np.full_like(r.t, np.nan)}
+        self.other.data = (
+            {"t": other.t, "error": np.maximum(other.error, floor)} if other is not None else _empty(("t", "error"))
+        )
+        predicted = r.error[r.context + 1 :]
+        first = predicted[:PIXEL_WINDOW]
+        text = (f"**pixel MSE** over the first {len(first)} predicted steps {np.nanmean(first) * 1e4:.3g}e-4 · "
+                f"at the last step {predicted[-1] * 1e4:.3g}e-4 · reconstruction (t = {r.context * r.dt:.3g} s) "
+                f"{r.error[r.context] * 1e4:.3g}e-4")  # fmt: skip
+        if other is not None:
+            theirs = np.nanmean(other.error[other.context + 1 :][:PIXEL_WINDOW])
+            text += f" · {label} over the first {len(first)}: {theirs * 1e4:.3g}e-4"
         if not r.finite:
             text += " · **the model's rollout diverged** (non-finite states)"
         self.summary.object = text
