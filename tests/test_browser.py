@@ -80,6 +80,15 @@ def _open(browser, url: str, errors: list[str]):
     return page
 
 
+def _session(served, browser, errors: list[str]):
+    """A new page and the server-side studio session it talks to."""
+    url, studios = served
+    n_before = len(studios)
+    page = _open(browser, url, errors)
+    _wait(lambda: len(studios) > n_before)
+    return page, studios[-1]
+
+
 def _wait(predicate, timeout: float = 30.0) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -114,12 +123,8 @@ def test_page_loads_with_every_view_and_no_console_errors(served, browser) -> No
 
 
 def test_moving_the_action_slider_redraws_phase_and_energy(served, browser) -> None:
-    url, studios = served
     errors: list[str] = []
-    n_before = len(studios)
-    page = _open(browser, url, errors)
-    _wait(lambda: len(studios) > n_before)
-    studio = studios[-1]
+    page, studio = _session(served, browser, errors)
     q_before = np.array(studio.phase.model.data["q"])
     work_before = np.array(studio.energy.source.data["control_work"])
     phase_canvas = page.locator(".bk-Canvas").first
@@ -138,12 +143,8 @@ def test_moving_the_action_slider_redraws_phase_and_energy(served, browser) -> N
 
 
 def test_in_app_training_streams_a_loss_curve(served, browser) -> None:
-    url, studios = served
     errors: list[str] = []
-    n_before = len(studios)
-    page = _open(browser, url, errors)
-    _wait(lambda: len(studios) > n_before)
-    studio = studios[-1]
+    page, studio = _session(served, browser, errors)
     page.get_by_text("Train", exact=True).first.click()
     page.wait_for_timeout(500)
     page.get_by_role("button", name="Start").click()
@@ -180,12 +181,8 @@ def test_two_sessions_do_not_interfere(served, browser) -> None:
 
 
 def test_a_pixel_model_shows_decoded_video_and_its_latent(served, browser) -> None:
-    url, studios = served
     errors: list[str] = []
-    n_before = len(studios)
-    page = _open(browser, url, errors)
-    _wait(lambda: len(studios) > n_before)
-    studio = studios[-1]
+    page, studio = _session(served, browser, errors)
     selects = page.locator("select")
     selects.nth(0).select_option("spring")  # System
     _wait(lambda: studio.system == "spring")
