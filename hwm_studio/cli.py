@@ -260,6 +260,7 @@ def _render(a: argparse.Namespace) -> int:
 
     from hwm_studio.data.format import load_trajectories
     from hwm_studio.data.simulate import simulate
+    from hwm_studio.models.pixels import frames_to_uint8
     from hwm_studio.systems import get_system
     from hwm_studio.training.checkpoint import load_model
     from hwm_studio.training.evaluate import predict_data, predict_frames_data
@@ -293,7 +294,7 @@ def _render(a: argparse.Namespace) -> int:
             raise UserError(f"the trajectory has {data.n_times} points; the model reads {k} before predicting")
         decoded, _ = predict_frames_data(model, data, h)
         truth = data.frames[0, k - 1 :]
-        drawn = np.round(np.clip(decoded[0], 0, 1) * 255).astype(np.uint8)
+        drawn = frames_to_uint8(decoded[0])
     else:
         if name is None:
             raise UserError("rendering a state model needs data that names its system (meta)")

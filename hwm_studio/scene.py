@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from hwm_studio.models.base import WorldModel
+from hwm_studio.models.pixels import frames_to_uint8
 from hwm_studio.physics.fused import FusedRollout
 from hwm_studio.physics.integrators import get_integrator
 from hwm_studio.physics.rollout import flatten_time
@@ -265,11 +266,12 @@ class Scene:
             x = x.double().numpy()
             return np.concatenate([np.full((k - 1, *x.shape[1:]), np.nan), x])
 
-        decoded = np.round(np.clip(pred[0].numpy(), 0, 1) * 255).astype(np.uint8)
+        decoded = frames_to_uint8(pred[0])
         model_frames = np.full_like(truth_frames, 128)
         model_frames[k - 1 :] = decoded
-        error = np.full(spec.steps + 1, np.nan)
-        error[k - 1 :] = ((decoded.astype(np.float64) - truth_frames[k - 1 :]) / 255.0).__pow__(2).mean(axis=(1, 2, 3))
+        error = np.full(spec.steps + 1, np.nan)  # the pixel MSE of the frames shown
+        diff = (decoded.astype(np.float64) - truth_frames[k - 1 :]) / 255.0
+        error[k - 1 :] = (diff**2).mean(axis=(1, 2, 3))
         mq, mp = padded(traj.q[0]), padded(traj.p[0])
         energy = ledger = residual_power = None
         if traj.energy:

@@ -19,6 +19,7 @@ stack), a weak anchor of the latent's scale, and the HWM's residual penalty.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -42,6 +43,12 @@ def frames_to_float(frames: Tensor) -> Tensor:
     if frames.dtype == torch.uint8:
         return frames.to(torch.float32) / 255.0
     return frames.to(torch.float32)
+
+
+def frames_to_uint8(frames: Tensor | np.ndarray) -> np.ndarray:
+    """Decoded float frames in [0, 1] -> uint8 (..., H, W, 3), as shown and exported."""
+    x = frames.detach().cpu().numpy() if isinstance(frames, Tensor) else np.asarray(frames)
+    return np.round(np.clip(x, 0, 1) * 255).astype(np.uint8)
 
 
 def check_frames(frames: Tensor, size: int, where: str = "frames") -> None:
