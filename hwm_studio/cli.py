@@ -10,11 +10,20 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from hwm_studio.data.format import DataFormatError
 from hwm_studio.training.checkpoint import CheckpointError
+
+if TYPE_CHECKING:
+    from hwm_studio.training.fit import TrainConfig
+
+TRAIN_STEPS = 2000  # optimiser steps of `train` on simulated or file data
+ENV_TRAIN_STEPS = 1500  # with --env: final optimiser steps (Pendulum-v1: enough, measured)
+TRAIN_HORIZON = 8  # final training horizon for simulated or file data
+ENV_HORIZON = 16  # with --env: planning looks 30 steps ahead, so train on longer rollouts
 
 
 class UserError(Exception):
@@ -106,13 +115,18 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     from hwm_studio.models.coders import CODERS
     from hwm_studio.systems import system_names
 
-    p = sub.add_parser("train", help="train a world model on a system's simulated data or a trajectory file")
+    p = sub.add_parser(
+        "train", help="train a world model on a system's simulated data, a trajectory file, or an environment"
+    )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--system", choices=system_names(), help="simulate training data from this system")
     src.add_argument("--data", help="trajectory .npz to train on")
+    src.add_argument("--env", help="collect the data in this environment (random actions, then MPC rounds)")
     p.add_argument("--model", default="hwm", choices=list(MODELS))
-    p.add_argument("--steps", type=int, default=2000, help="optimiser steps")
-    p.add_argument("--horizon", type=int, default=8, help="final rollout horizon of the curriculum")
+    p.add_argument("--steps", type=int, default=None,
+                   help=f"optimiser steps (default {TRAIN_STEPS}; with --env {ENV_TRAIN_STEPS})")  # fmt: skip
+    p.add_argument("--horizon", type=int, default=None, help="final rollout horizon of the curriculum "
+                   f"(default {TRAIN_HORIZON}; with --env {ENV_HORIZON})")  # fmt: skip
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--residual-weight", type=float, default=1.0, help="lambda of the residual penalty")
@@ -125,20 +139,25 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dissipation", type=float, default=0.0, help="with --system: true friction gamma")
     p.add_argument("--control", default="random", choices=CONTROLS, help="with --system: actions applied")
     p.add_argument("--frame-size", type=int, default=32, help="with --system and a pixel model: frame size")
+    p.add_argument("--env-steps", type=int, default=None, help="with --env: environment steps in all")
+    p.add_argument("--random-steps", type=int, default=None, help="with --env: random-action steps first")
+    p.add_argument("--rounds", type=int, default=None, help="with --env: MPC rounds with the model being learned")
     p.add_argument("--out", required=True, help="run directory to write")
     p.set_defaults(func=_train)
 
 
 def _train(a: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from hwm_studio.data.format import load_trajectories
     from hwm_studio.device import resolve_device
     from hwm_studio.models import PIXEL_MODELS
-    from hwm_studio.training.fit import TrainConfig
     from hwm_studio.training.run import system_dataset, train_run
 
     resolve_device(a.device)  # fail before any work if cuda is asked for and absent
+    env_only = {"--env-steps": a.env_steps, "--random-steps": a.random_steps, "--rounds": a.rounds}
+    if not a.env and any(v is not None for v in env_only.values()):
+        raise UserError(f"{', '.join(k for k, v in env_only.items() if v is not None)} only apply with --env")
+    a.steps = (ENV_TRAIN_STEPS if a.env else TRAIN_STEPS) if a.steps is None else a.steps
+    a.horizon = (ENV_HORIZON if a.env else TRAIN_HORIZON) if a.horizon is None else a.horizon
     if a.steps < 1:
         raise UserError(f"--steps must be >= 1, got {a.steps}")
     if not 0 <= a.val_fraction < 1:
@@ -149,6 +168,8 @@ def _train(a: argparse.Namespace) -> int:
     pixels = a.model in PIXEL_MODELS
     if pixels and a.observation != "canonical":
         raise UserError(f"--observation does not apply to {a.model}: it reads the data's frames")
+    if a.env:
+        return _train_env(a)
     if a.data:
         data = load_trajectories(a.data)
         source = {"data": str(a.data)}
@@ -159,9 +180,28 @@ def _train(a: argparse.Namespace) -> int:
                               frame_size=a.frame_size if pixels else None)  # fmt: skip
         source = {"system": a.system, "trajectories": a.trajectories, "points": a.points,
                   "dissipation": a.dissipation, "control": a.control}  # fmt: skip
-    cfg = TrainConfig(steps=a.steps, lr=a.lr, batch_size=a.batch_size, horizon=a.horizon,
-                      residual_weight=a.residual_weight, seed=a.seed, device=a.device)  # fmt: skip
-    bar = tqdm(total=a.steps, desc=f"train {a.model}", unit="step", dynamic_ncols=True, file=sys.stderr)
+    cfg = _train_config(a)
+    bar, progress = _progress_bar(a.steps, f"train {a.model}")
+    try:
+        options = {} if pixels else {"observation": a.observation}
+        _, result, metrics = train_run(data, out, a.model, cfg, a.val_fraction, options, [progress], source=source)
+    finally:
+        bar.close()
+    return _report_training(result, metrics, out)
+
+
+def _train_config(a: argparse.Namespace) -> TrainConfig:
+    from hwm_studio.training.fit import TrainConfig
+
+    return TrainConfig(steps=a.steps, lr=a.lr, batch_size=a.batch_size, horizon=a.horizon,
+                       residual_weight=a.residual_weight, seed=a.seed, device=a.device)  # fmt: skip
+
+
+def _progress_bar(steps: int, desc: str) -> tuple[Any, Callable[[dict], None]]:
+    """A tqdm bar on stderr and the training callback that drives it."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=steps, desc=desc, unit="step", dynamic_ncols=True, file=sys.stderr)
     post: dict[str, float] = {}
 
     def progress(event: dict) -> None:
@@ -174,11 +214,10 @@ def _train(a: argparse.Namespace) -> int:
         if event["event"] != "end" and (event["event"] == "validation" or event["step"] % 10 == 0):
             bar.set_postfix({k: f"{v:.3g}" for k, v in post.items()})
 
-    try:
-        options = {} if pixels else {"observation": a.observation}
-        _, result, metrics = train_run(data, out, a.model, cfg, a.val_fraction, options, [progress], source=source)
-    finally:
-        bar.close()
+    return bar, progress
+
+
+def _report_training(result: Any, metrics: dict, out: Path) -> int:
     print(f"{result.status}: {result.steps_done} steps in {result.seconds:.1f} s -> {out}")
     if result.message:
         print(result.message)
@@ -186,6 +225,132 @@ def _train(a: argparse.Namespace) -> int:
         shown = ("rollout_mse", "vpt", "energy_mse", "pixel_mse", "reconstruction_mse")
         print(json.dumps({k: v for k, v in metrics["val_eval"].items() if k in shown}))
     return 0 if result.status != "diverged" else 3
+
+
+def _train_env(a: argparse.Namespace) -> int:
+    """train --env: collect in the environment (random, then MPC rounds with the model) and train."""
+    from hwm_studio.planning import get_task
+    from hwm_studio.planning.collect import CollectConfig, learn_from_env
+
+    task = get_task(a.env)
+    defaults = CollectConfig()
+    env_steps = defaults.env_steps if a.env_steps is None else a.env_steps
+    rounds = defaults.rounds if a.rounds is None else a.rounds
+    if env_steps < 1:
+        raise UserError(f"--env-steps must be >= 1, got {env_steps}")
+    random_steps = a.random_steps
+    if random_steps is None:
+        random_steps = min(defaults.random_steps, env_steps // 2) if rounds > 0 else env_steps
+    collect = CollectConfig(env_steps=env_steps, random_steps=random_steps, rounds=rounds, seed=a.seed)
+    bar, progress = _progress_bar(a.steps, f"train {a.model}")
+
+    def report(event: dict) -> None:
+        if event["event"] == "training":
+            bar.reset(total=event["steps"])
+            bar.set_description(f"train {a.model} ({event['round']})")
+        elif event["event"] == "episode":
+            bar.write(f"MPC round {event['round']}: return {event['return']:.1f} (env steps {event['env_steps']})")
+
+    try:
+        result = learn_from_env(task, a.out, a.model, collect, _train_config(a), {"observation": a.observation},
+                                a.val_fraction, progress=report, train_callbacks=[progress])  # fmt: skip
+    finally:
+        bar.close()
+    print(f"collected {result.env_steps} environment steps in {a.env} ({len(result.episodes)} episodes)")
+    return _report_training(result.fit, result.metrics, Path(a.out))
+
+
+# --- plan -------------------------------------------------------------------------------------
+def _add_plan(sub: argparse._SubParsersAction) -> None:
+    from hwm_studio.planning import PLANNERS
+
+    p = sub.add_parser("plan", help="run MPC in an environment with a trained model (or the true dynamics)")
+    p.add_argument("run_dir", nargs="?", help="run directory of the model to plan with (not with --true-dynamics)")
+    p.add_argument("--env", required=True, help="environment to act in, e.g. Pendulum-v1")
+    p.add_argument("--planner", default="cem", choices=list(PLANNERS))
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0, help="episode i uses seed + i")
+    p.add_argument("--horizon", type=int, default=None, help="planning horizon (default: the environment's)")
+    p.add_argument("--steps", type=int, default=None, help="steps per episode (default: the environment's)")
+    p.add_argument("--candidates", type=int, default=None, help="sequences sampled per iteration")
+    p.add_argument("--elites", type=int, default=None, help="sequences refit on")
+    p.add_argument("--iterations", type=int, default=None, help="iterations per plan")
+    p.add_argument("--true-dynamics", action="store_true", help="plan with the environment's exact equations")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda (for the model)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_plan)
+
+
+def _plan(a: argparse.Namespace) -> int:
+    import statistics
+
+    from hwm_studio.device import resolve_device
+    from hwm_studio.planning import get_task, model_rollout, run_episodes
+    from hwm_studio.training.checkpoint import load_metrics, load_model
+
+    task = get_task(a.env)
+    if a.episodes < 1:
+        raise UserError(f"--episodes must be >= 1, got {a.episodes}")
+    overrides = {k: v for k, v in (("candidates", a.candidates), ("elites", a.elites),
+                                   ("iterations", a.iterations), ("horizon", a.horizon)) if v is not None}  # fmt: skip
+    planner = task.planner(a.planner, seed=a.seed, **overrides)
+    needs_energy = getattr(task.cost, "needs_energy", False)
+    if a.true_dynamics:
+        rollout, model_name, env_steps = task.make_true_rollout(), "true dynamics", None
+    else:
+        if a.run_dir is None:
+            raise UserError("give a run directory to plan with its model (or --true-dynamics)")
+        model = load_model(a.run_dir, resolve_device(a.device))
+        _check_plannable(model, task)
+        rollout, model_name = model_rollout(model, energy=needs_energy), model.kind
+        env_steps = load_metrics(a.run_dir).get("env_steps")
+    env = task.make_env()
+    try:
+        episodes = run_episodes(env, planner, rollout, task.cost, a.episodes, a.seed, steps=a.steps)
+    finally:
+        env.close()
+    returns = [e.total_return for e in episodes]
+    times = [s for e in episodes for s in e.plan_seconds]
+    out = {
+        "env": a.env,
+        "planner": a.planner,
+        "model": model_name,
+        "horizon": planner.horizon,
+        "episodes": len(returns),
+        "steps": [e.steps for e in episodes],
+        "returns": returns,
+        "mean_return": statistics.mean(returns),
+        "env_steps": env_steps,
+        "ms_per_step": 1e3 * statistics.median(times),
+    }
+    if a.json:
+        print(json.dumps(out))
+    else:
+        for e in episodes:
+            print(f"episode seed {e.seed}: return {e.total_return:.1f} over {e.steps} steps")
+        trained = "" if env_steps is None else f"; the model learned from {env_steps} environment steps"
+        print(f"{a.planner} with {model_name}, horizon {planner.horizon}: mean return {out['mean_return']:.1f}, "
+              f"{out['ms_per_step']:.1f} ms per step (median){trained}")  # fmt: skip
+    return 0
+
+
+def _check_plannable(model: Any, task: Any) -> None:
+    """The run's model must predict this environment's states under its actions."""
+    system, cfg = task.system, model.config
+    if model.sees_pixels:
+        raise UserError(f"the run's {model.kind} model predicts frames; planning needs a state model")
+    if model.action_dim != system.action_dim:
+        raise UserError(
+            f"the run's {model.kind} model takes {model.action_dim} action dim(s); "
+            f"{task.name} takes {system.action_dim}"
+        )
+    if (cfg.n_entities, cfg.dim) != (system.n_entities, system.dim):
+        raise UserError(
+            f"the run's model has {cfg.n_entities} entities of dim {cfg.dim}; {task.name}'s states "
+            f"({system.name}) have {system.n_entities} of dim {system.dim}"
+        )
+    if cfg.system not in (None, system.name):
+        raise UserError(f"the run's model learned {cfg.system!r}, not {system.name!r} ({task.name}'s system)")
 
 
 # --- eval -------------------------------------------------------------------------------------
@@ -273,6 +438,8 @@ def _render(a: argparse.Namespace) -> int:
     model = load_model(a.run_dir)
     pixels = model.sees_pixels
     size = model.config.frame_size if pixels else 64
+    if a.env:
+        return _train_env(a)
     if a.data:
         data = load_trajectories(a.data)
         if not 0 <= a.trajectory < data.n_trajectories:
@@ -314,7 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Hamiltonian World Model studio: simulate, train, evaluate, render and plan.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add_parser in (_add_simulate, _add_inspect, _add_train, _add_eval, _add_render):
+    for add_parser in (_add_simulate, _add_inspect, _add_train, _add_plan, _add_eval, _add_render):
         add_parser(sub)
     return parser
 
