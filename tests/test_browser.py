@@ -197,3 +197,23 @@ def test_a_pixel_model_shows_decoded_video_and_its_latent(served, browser) -> No
     _shot(page, "studio_pixels.png")
     assert errors == []
     page.close()
+
+
+def test_the_plan_tab_draws_imagined_futures_and_runs_mpc_live(served, browser) -> None:
+    errors: list[str] = []
+    page, studio = _session(served, browser, errors)
+    page.get_by_text("Plan", exact=True).first.click()
+    page.wait_for_timeout(500)
+    studio.planning.param.update(candidates=128, iterations=3, mpc_steps=12)
+    page.get_by_role("button", name="Plan", exact=True).click()
+    _wait(lambda: len(studio.planning.candidates_src.data["xs"]) > 0, timeout=60)
+    page.get_by_text("Planned with").first.wait_for()
+    page.wait_for_timeout(1500)
+    _shot(page, "studio_plan.png")
+    page.get_by_role("button", name="Run MPC").click()
+    page.get_by_text("MPC finished").first.wait_for(timeout=90_000)
+    assert len(studio.planning.executed_q) == 13
+    page.wait_for_timeout(1500)
+    _shot(page, "studio_mpc.png")
+    assert errors == []
+    page.close()

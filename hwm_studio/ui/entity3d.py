@@ -12,6 +12,7 @@ import os
 os.environ.setdefault("PYVISTA_OFF_SCREEN", "true")
 os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
 
+import imageio.v3 as iio
 import numpy as np
 import panel as pn
 import pyvista as pv
@@ -96,6 +97,80 @@ class EntityView3D(pn.viewable.Viewer):
             for s, rod in enumerate(self._meshes[f"{who}_rod"]):
                 rod.points = self._segments[who][i, s]
         self.pane.synchronize()
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return self.pane
+
+
+def _polylines(paths: np.ndarray) -> pv.PolyData:
+    """Paths (N, T, 3) as one mesh of N polylines (one mesh: one actor to sync, not N)."""
+    n, t, _ = paths.shape
+    mesh = pv.PolyData(paths.reshape(-1, 3).astype(np.float32))
+    if n and t > 1:
+        ids = np.arange(n * t).reshape(n, t)
+        mesh.lines = np.hstack([np.full((n, 1), t), ids]).ravel()
+    return mesh
+
+
+class PlanView3D(pn.viewable.Viewer):
+    """Planning in 3D: the bodies where the truth is now, and where each candidate plan would take
+    them (the model's prediction): considered ones faint, elites bold, the chosen one boldest.
+
+    Rendered on the server (the same offscreen VTK scene) and sent as a PNG: a VTK pane that is
+    added after the page loaded, or that sits in a tab hidden at load, never draws in the browser
+    (panel 1.9: "Cannot read properties of undefined (reading 'getBoundingClientRect')").
+    """
+
+    LAYERS = (("candidates", "#8c96a0", 0.25, 1), ("elites", "#D55E00", 0.6, 2), ("chosen", "#009E73", 1.0, 5),
+              ("executed", "#222222", 1.0, 3))  # fmt: skip
+
+    def __init__(self, **params: object) -> None:
+        super().__init__(**params)
+        self.plotter = pv.Plotter(off_screen=True, window_size=(460, 380))
+        self.plotter.set_background("white")
+        self.pane = pn.pane.PNG(None, width=460, height=380)
+        self._key: str | None = None
+        self._bodies: list = []
+        self._layers: dict[str, object] = {}
+
+    def _build(self, system: System) -> None:
+        p = self.plotter
+        p.clear_actors()
+        self._bodies = [
+            p.add_mesh(
+                pv.Sphere(radius=r, theta_resolution=20, phi_resolution=20), color="#333333", smooth_shading=True
+            )
+            for r in system.entity_radii()
+        ]
+        self._layers = {}
+        for name, colour, opacity, width in self.LAYERS:
+            self._layers[name] = p.add_mesh(_polylines(np.zeros((1, 2, 3))), color=colour, opacity=opacity,
+                                            line_width=width)  # fmt: skip
+        ext = system.view_extent()
+        p.add_mesh(pv.Plane(center=(0, 0, -0.05), direction=(0, 0, 1), i_size=2 * ext, j_size=2 * ext),
+                   color="#eef1f4", opacity=0.6)  # fmt: skip
+        p.view_xy()
+        p.reset_camera()
+
+    def update(self, system: System, now_q: np.ndarray, paths: dict[str, np.ndarray]) -> None:
+        """now_q (E, D): the true state; paths: layer name -> q (N, T, E, D) (missing: hidden)."""
+        key = f"{system.name}:{system.n_entities}"
+        if key != self._key:
+            self._build(system)
+            self._key = key
+        with torch.no_grad():
+            now = system.positions(torch.as_tensor(now_q, dtype=torch.float64)).numpy()  # (E, 3)
+            for actor, pos in zip(self._bodies, now, strict=True):
+                actor.SetPosition(*pos)
+            for name, actor in self._layers.items():
+                q = paths.get(name)
+                actor.SetVisibility(q is not None and len(q) > 0)
+                if q is None or len(q) == 0:
+                    continue
+                pos = system.positions(torch.as_tensor(q, dtype=torch.float64)).numpy()  # (N, T, E, 3)
+                n, t, e, _ = pos.shape
+                actor.mapper.SetInputData(_polylines(pos.transpose(0, 2, 1, 3).reshape(n * e, t, 3)))
+        self.pane.object = iio.imwrite("<bytes>", self.plotter.screenshot(return_img=True), extension=".png")
 
     def __panel__(self) -> pn.viewable.Viewable:
         return self.pane

@@ -33,6 +33,7 @@ from hwm_studio.training.checkpoint import CheckpointError, load_model, read_con
 from hwm_studio.training.fit import TrainConfig
 from hwm_studio.training.job import TrainingJob
 from hwm_studio.training.run import system_dataset
+from hwm_studio.ui.plan import PlanContext, PlanPanel
 from hwm_studio.ui.views import MODEL, OTHER, TOOLS, TRUTH, EnergyView, MetricsView, PhaseView, VideoView
 from hwm_studio.workspace import Workspace, WorkspaceError
 
@@ -86,6 +87,7 @@ class Studio(pn.viewable.Viewer):
         self._train_src = ColumnDataSource({"step": [], "loss": []})
         self._val_src = ColumnDataSource({"step": [], "val": []})
         self.train_status = pn.pane.Markdown("No training run in this session.")
+        self.planning = PlanPanel(self.plan_context)
         self._build_widgets()
         self._on_system()
         self.param.watch(self._on_system, ["system"])
@@ -140,6 +142,7 @@ class Studio(pn.viewable.Viewer):
             self.param.entity.objects = names
             self.param.update(model_name="hwm" if "hwm" in opts else opts[0],
                               baseline_name="mlp" if "mlp" in opts else opts[-1], entity=names[0])  # fmt: skip
+        self.planning.refresh_options(self._system_obj())
         self._on_model()
 
     def _match_baseline(self) -> None:
@@ -304,6 +307,18 @@ class Studio(pn.viewable.Viewer):
                      "portrait shows its inferred latent (q, p)")  # fmt: skip
         return text
 
+    def plan_context(self) -> PlanContext:
+        """What the Plan tab plans from: the selected model, and the true state at the current frame."""
+        if self.result is None:
+            raise ValueError("nothing rolled out yet")
+        r = self.result
+        frame = min(self.frame, r.steps)
+        return PlanContext(
+            system=self._system_obj(), model=self.scene.model, model_name=self.model_name,
+            q0=r.truth_q[frame].copy(), p0=r.truth_p[frame].copy(), dt=r.dt,
+            entity=self.param.entity.objects.index(self.entity), coord=min(self.coord, r.truth_q.shape[2] - 1),
+        )  # fmt: skip
+
     # --- frames, 3D, clicks --------------------------------------------------------------------
     def _on_frame(self, *_: Any) -> None:
         if self.result is None:
@@ -432,7 +447,8 @@ class Studio(pn.viewable.Viewer):
         self._on_system()
 
     def close(self) -> None:
-        """Stop this session's training (called when the browser tab closes)."""
+        """Stop this session's training and planning (called when the browser tab closes)."""
+        self.planning.close()
         if self._job is not None:
             self._job.stop()
         if self._poll is not None:
@@ -531,7 +547,9 @@ class Studio(pn.viewable.Viewer):
             sizing_mode="stretch_width",
         )  # fmt: skip
         tabs = pn.Tabs(("Explore", explore), ("Compare", compare), ("Train", self._training_tab()),
-                       sizing_mode="stretch_width", dynamic=False)  # fmt: skip
+                       ("Plan", self.planning), sizing_mode="stretch_width", dynamic=False)  # fmt: skip
+        plan_tab = len(tabs) - 1
+        tabs.param.watch(lambda e: self.planning.enable_3d() if e.new == plan_tab else None, "active")
         sidebar = pn.Column("## hwm_studio", self._controls, self._player, self._reset, width=310)
         return pn.Row(sidebar, pn.Column(self._status_pane, tabs, sizing_mode="stretch_width"),
                       sizing_mode="stretch_width")  # fmt: skip
