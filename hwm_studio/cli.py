@@ -438,8 +438,6 @@ def _render(a: argparse.Namespace) -> int:
     model = load_model(a.run_dir)
     pixels = model.sees_pixels
     size = model.config.frame_size if pixels else 64
-    if a.env:
-        return _train_env(a)
     if a.data:
         data = load_trajectories(a.data)
         if not 0 <= a.trajectory < data.n_trajectories:
