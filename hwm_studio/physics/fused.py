@@ -122,10 +122,11 @@ class FusedRollout:
         return torch.ones(2, dtype=like.dtype, device=like.device)
 
     def _graph(self, q: Tensor, p: Tensor, u: Tensor, dt: Tensor, scales: Tensor, with_actions: bool) -> _Graph:
-        key = (tuple(q.shape), tuple(u.shape[2:]), q.dtype, q.device, self.integrator.name, with_actions)
+        n = u.shape[1]  # steps per chunk
+        key = (tuple(q.shape), tuple(u.shape[1:]), q.dtype, q.device, self.integrator.name, with_actions)
         graph = self._graphs.get(key)
         if graph is None:
-            module = _Chunk(self.field, self.integrator, self.chunk, with_actions)
+            module = _Chunk(self.field, self.integrator, n, with_actions)
             f = self.field
             saved = (f.dissipation_scale, f.residual_scale) if isinstance(f, PortHamiltonianField) else None
             if saved is not None:  # trace with every optional branch on: scales are inputs
@@ -158,9 +159,11 @@ class FusedRollout:
             if actions.ndim != 3 or actions.shape[1] < steps or actions.shape[0] not in (1, b):
                 raise ValueError(f"actions must be ({b}, >= {steps}, A), got {tuple(actions.shape)}")
             actions = actions.expand(b, -1, -1).to(q.dtype)
+        # as few chunks as `self.chunk` allows, all of one length: 12 steps run as 2 x 6, not 2 x 10
         n_chunks = -(-steps // self.chunk)
+        chunk = -(-steps // n_chunks) if n_chunks else self.chunk
         u_all = torch.zeros(
-            b, n_chunks * self.chunk, actions.shape[2] if with_actions else 1, dtype=q.dtype, device=q.device
+            b, n_chunks * chunk, actions.shape[2] if with_actions else 1, dtype=q.dtype, device=q.device
         )
         if with_actions:
             u_all[:, :steps] = actions[:, :steps]
@@ -168,7 +171,7 @@ class FusedRollout:
         scales = self._scales(q)
         qs, ps = [q[:, None]], [p[:, None]]
         with torch.inference_mode(False), torch.no_grad():  # trace and freeze with plain tensors
-            example = (q.clone(), p.clone(), u_all[:, : self.chunk].clone(), dt_t.clone(), scales.clone())
+            example = (q.clone(), p.clone(), u_all[:, :chunk].clone(), dt_t.clone(), scales.clone())
             graph = self._graph(*example, with_actions)
             run = graph.runnable(self._weights_version())  # every chunk has the same shapes
         # Inference mode skips autograd and version-counter bookkeeping on every op: ~15% less
@@ -176,7 +179,7 @@ class FusedRollout:
         # outside it, returns ordinary tensors that callers may use anywhere.
         with torch.inference_mode():
             for c in range(n_chunks):
-                u = u_all[:, c * self.chunk : (c + 1) * self.chunk]
+                u = u_all[:, c * chunk : (c + 1) * chunk]
                 cq, cp = run(q, p, u, dt_t, scales)
                 qs.append(cq)
                 ps.append(cp)
