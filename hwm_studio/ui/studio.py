@@ -59,6 +59,7 @@ class Studio(pn.viewable.Viewer):
     coord = param.Integer(default=0, bounds=(0, 1), label="Coordinate")
     frame = param.Integer(default=0, bounds=(0, 1000))
     status = param.String(default="")
+    show_3d = param.Boolean(default=True, doc="draw the 3D entity view (needs vtk.js: not in an inline notebook page)")
 
     def __init__(self, workspace: Workspace | None = None, **params: Any) -> None:
         super().__init__(**params)
@@ -532,11 +533,21 @@ class Studio(pn.viewable.Viewer):
             if self.result is not None:
                 self._update_3d(min(self.frame, self.result.steps), force=True)
 
+    def controls_panel(self) -> pn.viewable.Viewable:
+        """The sidebar's controls on their own (a notebook shows them beside any single view)."""
+        return pn.Column(self._controls, self._player, self._reset, width=310)
+
+    def training_panel(self) -> pn.viewable.Viewable:
+        """The Train tab on its own."""
+        return self._training_tab()
+
     def __panel__(self) -> pn.viewable.Viewable:
-        self.enable_3d()
+        if self.show_3d:
+            self.enable_3d()
+        views_3d = [self.entity3d] if self.show_3d and self.entity3d is not None else []
         explore = pn.Column(
             pn.Row(self.phase, self.energy, sizing_mode="stretch_width"),
-            pn.Row(self.metrics, pn.Column(self.video, self.entity3d), sizing_mode="stretch_width"),
+            pn.Row(self.metrics, pn.Column(self.video, *views_3d), sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
         )
         compare = pn.Column(
