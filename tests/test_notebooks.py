@@ -168,6 +168,8 @@ def test_helpers_script_a_lesson_and_send_changes_to_the_notebook(studio, notebo
     assert sent[-1][0] is doc
     assert phase_source in sent[-1][1]
     assert nb.step(studio, 25) == 25
+    assert studio._player.value == 25  # the player widget moves with it
+    assert nb.play(studio, frames=5, fps=1000) == 30
     assert nb.step(studio, 10_000) == studio.steps
 
     # the Plan tab, shown as its own output; an inline page must get no CDN stylesheet
