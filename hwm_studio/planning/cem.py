@@ -44,14 +44,10 @@ class CEM(Planner):
         seed: int = 0,
     ) -> None:
         super().__init__(low, high, horizon, seed)
-        if not 1 <= elites <= candidates:
-            raise ValueError(f"need 1 <= elites <= candidates, got elites={elites}, candidates={candidates}")
-        if iterations < 1:
-            raise ValueError(f"iterations must be >= 1, got {iterations}")
+        self._set_sampling(candidates, elites, iterations)
         std = 0.5 * (self.high - self.low) if init_std is None else torch.as_tensor(init_std, dtype=torch.float64)
         if not (std > 0).all():
             raise ValueError(f"init_std must be > 0, got {init_std}")
-        self.candidates, self.elites, self.iterations = int(candidates), int(elites), int(iterations)
         self.init_std = std.reshape(-1).expand(self.action_dim).clone()
         self.min_std = float(min_std)
 

@@ -47,15 +47,11 @@ class MPPI(Planner):
         seed: int = 0,
     ) -> None:
         super().__init__(low, high, horizon, seed)
-        if not 1 <= elites <= candidates:
-            raise ValueError(f"need 1 <= elites <= candidates, got elites={elites}, candidates={candidates}")
-        if iterations < 1:
-            raise ValueError(f"iterations must be >= 1, got {iterations}")
+        self._set_sampling(candidates, elites, iterations)
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         if not 0 < min_std <= max_std:
             raise ValueError(f"need 0 < min_std <= max_std, got {min_std}, {max_std}")
-        self.candidates, self.elites, self.iterations = int(candidates), int(elites), int(iterations)
         self.temperature = float(temperature)
         half = 0.5 * (self.high - self.low)  # (A,)
         self.min_std, self.max_std = min_std * half, max_std * half

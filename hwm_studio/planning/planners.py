@@ -91,6 +91,14 @@ class Planner(ABC):
         self._generator_device: torch.device | None = None
         self._previous: Tensor | None = None  # (T, A) last plan's mean, for the warm start
 
+    def _set_sampling(self, candidates: int, elites: int, iterations: int) -> None:
+        """Check and keep the sampling sizes every sampling planner has."""
+        if not 1 <= elites <= candidates:
+            raise ValueError(f"need 1 <= elites <= candidates, got elites={elites}, candidates={candidates}")
+        if iterations < 1:
+            raise ValueError(f"iterations must be >= 1, got {iterations}")
+        self.candidates, self.elites, self.iterations = int(candidates), int(elites), int(iterations)
+
     @property
     def action_dim(self) -> int:
         return self.low.numel()
