@@ -6,6 +6,8 @@ whole recorded interval), so the recorded data is far more accurate than the dt 
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import numpy as np
 import torch
 
@@ -14,6 +16,7 @@ from hwm_studio.physics.integrators import get_integrator
 from hwm_studio.physics.rollout import rollout
 from hwm_studio.state import PhaseState
 from hwm_studio.systems.base import System
+from hwm_studio.systems.render import RenderStyle
 
 CONTROLS = ("zero", "random")
 
@@ -36,6 +39,7 @@ def simulate(
     frame_size: int | None = None,
     seed: int = 0,
     initial: PhaseState | None = None,
+    style: RenderStyle | None = None,
 ) -> TrajectoryData:
     """Simulate `n_trajectories` runs of `n_times` recorded points (n_times - 1 steps of dt).
 
@@ -44,6 +48,7 @@ def simulate(
         control: 'zero' (no actions, `u` omitted) or 'random' (uniform within the bound, held per step).
         frame_size: render RGB frames of this size (e.g. 64 or 32), or None for no frames.
         initial: start states (float64, batch n_trajectories) instead of the system's sampler.
+        style: how frames are drawn (systems/render.py; default: the project's look).
     """
     if n_trajectories < 1 or n_times < 2:
         raise ValueError(f"need at least 1 trajectory and 2 time points, got {n_trajectories} and {n_times}")
@@ -78,7 +83,7 @@ def simulate(
         raise ValueError("the simulation diverged (non-finite states); use a smaller dt or more substeps")
     b, t, e, d = q.shape
     energy = system.energy(PhaseState(q.reshape(b * t, e, d), p.reshape(b * t, e, d))).reshape(b, t)
-    frames = None if frame_size is None else system.render(q, size=frame_size).numpy()
+    frames = None if frame_size is None else system.render(q, size=frame_size, style=style).numpy()
     meta = system.meta()
     meta["generator"] = {
         "integrator": integrator,
@@ -87,6 +92,8 @@ def simulate(
         "control": control,
         "seed": seed,
     }
+    if frame_size is not None and style is not None:
+        meta["generator"]["style"] = asdict(style)
     return TrajectoryData(
         q=q.numpy(),
         p=p.numpy(),

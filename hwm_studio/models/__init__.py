@@ -6,11 +6,12 @@ from hwm_studio.models.base import WorldModel
 from hwm_studio.models.baselines import HNN, MLPTransition, NeuralODE
 from hwm_studio.models.config import ModelConfig, config_from_data
 from hwm_studio.models.hwm import HamiltonianWorldModel
-from hwm_studio.models.pixels import PixelHamiltonianWorldModel, PixelMLPTransition
+from hwm_studio.models.pixel import LATENT_DYNAMICS, PixelWorldModel
 
+# kind -> class; the pixel kinds are one composed class whose dynamics the kind names
 MODELS: dict[str, type[WorldModel]] = {
-    cls.kind: cls
-    for cls in (HamiltonianWorldModel, MLPTransition, NeuralODE, HNN, PixelHamiltonianWorldModel, PixelMLPTransition)
+    **{cls.kind: cls for cls in (HamiltonianWorldModel, MLPTransition, NeuralODE, HNN)},
+    **dict.fromkeys(LATENT_DYNAMICS, PixelWorldModel),
 }
 STATE_MODELS = tuple(kind for kind, cls in MODELS.items() if not cls.sees_pixels)
 PIXEL_MODELS = tuple(kind for kind, cls in MODELS.items() if cls.sees_pixels)
@@ -34,6 +35,7 @@ __all__ = [
     "MLPTransition",
     "ModelConfig",
     "NeuralODE",
+    "PixelWorldModel",
     "WorldModel",
     "build_model",
     "config_from_data",

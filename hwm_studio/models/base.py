@@ -30,7 +30,9 @@ class WorldModel(nn.Module, ABC):
 
     kind: ClassVar[str]
     continuous: ClassVar[bool] = True  # a vector field integrated in time (vs a discrete map)
-    sees_pixels: ClassVar[bool] = False  # reads and draws frames (models/pixels.py) rather than states
+    sees_pixels: ClassVar[bool] = False  # reads and draws frames (models/pixel/) rather than states
+    # the named parts of the last training window's loss, for the log (models with several terms set it)
+    last_loss_terms: dict[str, float] = {}  # noqa: RUF012 (read-only default; models assign a new dict)
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -90,10 +92,16 @@ class WorldModel(nn.Module, ABC):
         """Consecutive observations one training window needs for a rollout of `horizon` steps."""
         return horizon + 1
 
-    def window_loss(self, obs: Tensor, actions: Tensor | None, horizon: int) -> tuple[Tensor, Tensor]:
+    def prepare_training(self, obs: Tensor) -> None:
+        """Called by fit() once with the training observations, before the first step (no-op here)."""
+
+    def window_loss(
+        self, obs: Tensor, actions: Tensor | None, horizon: int, progress: float = 1.0
+    ) -> tuple[Tensor, Tensor]:
         """(prediction loss, penalty) of windows obs (B, window_length, ...), actions (B, L - 1, A).
 
-        State models: normalised multi-step error of the decoded rollout from the first point.
+        `progress` in [0, 1] is how far training is (models with phases use it). State models:
+        normalised multi-step error of the decoded rollout from the first point.
         """
         pred, traj = self.predict(obs[:, 0], actions, horizon)  # (B, h+1, E, O)
         err = (pred - obs) / self.obs_scale.to(obs.dtype)
@@ -105,6 +113,10 @@ class WorldModel(nn.Module, ABC):
         pred, _ = self.predict(obs[:, 0], None if actions is None else actions[:, :h], h)
         err = (pred - obs) / self.obs_scale.to(obs.dtype)
         return float((err * err).mean())
+
+    def diagnose(self, obs: Tensor, actions: Tensor | None) -> str | None:
+        """A warning about how training is going, judged on validation series (None: nothing to say)."""
+        return None
 
     def predict(self, obs0: Tensor, actions: Tensor | None, steps: int) -> tuple[Tensor, Trajectory]:
         """Encode, roll out, decode: observations (B, steps+1, E, O) and the latent trajectory."""
@@ -213,12 +225,20 @@ class WorldModel(nn.Module, ABC):
         """dz/dt at z (for the HNN-style derivative loss); None for discrete maps."""
         return None
 
+    def momentum(self, q: Tensor, velocity: Tensor) -> Tensor:
+        """The latent momentum p whose velocity dq/dt at q is `velocity` (B, E, D).
+
+        Models without a kinetic energy have no mass to apply: their p is the velocity itself."""
+        return velocity
+
     def regularization(self, traj: Trajectory) -> Tensor:
         """Extra loss on a training rollout (the HWM's residual penalty); zero by default."""
         return traj.q.new_zeros(())
 
-    def physical_parameters(self) -> list[nn.Parameter]:
-        """Scalar physical constants (masses, frictions, input gains) trained with a larger step."""
+    def large_step_parameters(self) -> list[nn.Parameter]:
+        """Parameters trained with a larger step (TrainConfig.large_step_lr_scale): scalar physical
+        constants (masses, frictions, input gains), and a pixel model's image templates, whose
+        logits must travel far."""
         return []
 
     def describe(self) -> dict[str, object]:

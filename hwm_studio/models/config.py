@@ -47,7 +47,9 @@ class ModelConfig:
     residual: bool = True
     # --- pixel models ---
     frame_size: int = 0  # square RGB frames the model reads and draws (0: a state model)
-    context_frames: int = 3  # frames stacked to read one phase state (momentum needs motion)
+    context_frames: int = 3  # frames read before predicting (momentum needs motion)
+    geometry: str = ""  # how q maps to the image: 'linear' | 'angular' | 'planar' (models/pixel/geometry.py)
+    anchors: list[int | None] | None = None  # per entity: None, -1 (a fixed pivot or wall) or the entity it hangs from
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -124,19 +126,50 @@ def config_from_data(data: TrajectoryData, kind: str, **overrides: Any) -> Model
     return ModelConfig.from_dict(cfg)
 
 
+def observation_geometry(data: TrajectoryData, geometry: Any = None) -> tuple[str, list[int | None] | None]:
+    """How the data's frames show q: given (a name, or {"kind", "anchors"}), else the data's
+    `meta["geometry"]`, else what its system declares."""
+    from hwm_studio.systems import get_system
+
+    spec = geometry if geometry is not None else (data.meta or {}).get("geometry")
+    if spec is None:
+        name, known, _ = _system_of(data)
+        if not known:
+            raise ValueError(
+                f"the frames' geometry is unknown ({'system ' + repr(name) if name else 'no system named'}): "
+                "say how q is drawn with --geometry linear|angular|planar (or meta['geometry'])"
+            )
+        return get_system(name, **data.meta["params"]).observation_geometry()
+    if isinstance(spec, str):
+        return spec, None
+    if isinstance(spec, dict) and isinstance(spec.get("kind"), str):
+        anchors = spec.get("anchors")
+        if anchors is not None and not (
+            isinstance(anchors, list)
+            and all(a is None or (isinstance(a, int) and not isinstance(a, bool)) for a in anchors)
+        ):
+            raise ValueError(f"geometry anchors must be a list of entity indices, -1 or null, got {anchors!r}")
+        return spec["kind"], anchors
+    raise ValueError(f"geometry must be a name or {{'kind': name, 'anchors': [...]}}, got {spec!r}")
+
+
 def _pixel_config(data: TrajectoryData, kind: str, overrides: dict[str, Any]) -> ModelConfig:
-    """A pixel model's latent is learned: unit scales, sizes from the frames.
+    """A pixel model's latent is read off the frames: q through the observation geometry (an
+    angle for angular systems, so energies see (cos q, sin q)), p through the dynamics' masses.
 
     Entities and their pairs still come from the data (one latent entity per body), the latent has
-    the data's dimension per entity, and an angular system's latent q is an angle (energies and the
-    frame decoder see (cos q, sin q)).
+    the data's dimension per entity; unit scales (the geometry calibrates the latent's scale).
     """
+    from hwm_studio.models.pixel.geometry import GEOMETRIES
     from hwm_studio.systems import get_system
 
     if data.frames is None:
         raise ValueError(f"a {kind} model learns from frames; the data has no 'frames'")
     name, known, base = _system_of(data)
     e, d = data.n_entities, data.dim
+    geometry, anchors = observation_geometry(data, overrides.pop("geometry", None))
+    if geometry not in GEOMETRIES:
+        raise ValueError(f"unknown observation geometry {geometry!r}; choose one of {', '.join(GEOMETRIES)}")
     cfg: dict[str, Any] = {
         "kind": kind,
         "n_entities": e,
@@ -149,8 +182,10 @@ def _pixel_config(data: TrajectoryData, kind: str, overrides: dict[str, Any]) ->
         "system": name,
         "system_params": dict(data.meta["params"]) if data.meta else {},
         "identical_entities": e == 1 or base in IDENTICAL_ENTITY_SYSTEMS,
-        "angular": base in ANGULAR_SYSTEMS,
+        "angular": GEOMETRIES[geometry].angular,
         "frame_size": int(data.frames.shape[2]),
+        "geometry": geometry,
+        "anchors": anchors,
     }
     if known:
         cfg["pairs"] = [list(pr) for pr in get_system(name, **data.meta["params"]).interaction_pairs()]

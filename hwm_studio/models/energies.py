@@ -94,6 +94,11 @@ class SeparableKinetic(EnergyTerm):
     def energy(self, q: Tensor, p: Tensor) -> Tensor:
         return 0.5 * (p * self.grad_p(q, p)).sum(dim=(1, 2))
 
+    def momentum(self, q: Tensor, velocity: Tensor) -> Tensor:
+        """p with A p = velocity, per entity: (B, E, D)."""
+        a = self.inverse_mass().to(velocity.dtype)  # (E or 1, D, D)
+        return torch.linalg.solve(a.expand(*velocity.shape[:-1], -1, -1), velocity)
+
 
 class ConfigurationKinetic(EnergyTerm):
     """T = 1/2 p^T A(q) p over all entities jointly, A(q) = L(q) L(q)^T + eps I.
@@ -132,6 +137,11 @@ class ConfigurationKinetic(EnergyTerm):
     def grad_p(self, q: Tensor, p: Tensor) -> Tensor:
         a = self.inverse_mass(q)
         return (a @ p.reshape(p.shape[0], self.n, 1)).reshape(p.shape)
+
+    def momentum(self, q: Tensor, velocity: Tensor) -> Tensor:
+        """p with A(q) p = velocity, over all entities jointly: (B, E, D)."""
+        a = self.inverse_mass(q)
+        return torch.linalg.solve(a, velocity.reshape(velocity.shape[0], self.n)).reshape(velocity.shape)
 
     def grad_q(self, q: Tensor, p: Tensor) -> Tensor:
         return self.grad_qp(q, p)[0]

@@ -118,6 +118,10 @@ class HamiltonianWorldModel(WorldModel):
     def derivative(self, z: PhaseState, u: Tensor | None) -> PhaseState:
         return self.field(z, u if self.field.input_map is not None else None)
 
+    def momentum(self, q: Tensor, velocity: Tensor) -> Tensor:
+        """p = M(q) dq/dt through the learned kinetic energy (dq/dt = dT/dp = M^-1(q) p)."""
+        return self.field.hamiltonian.terms[0].momentum(q, velocity)  # type: ignore[operator]
+
     def regularization(self, traj: Trajectory) -> Tensor:
         """Squared residual rate on the visited states, relative to the data's scale: (r / scale)^2.
 
@@ -133,7 +137,7 @@ class HamiltonianWorldModel(WorldModel):
         rp = r.p / self.p_scale.to(r.p.dtype)
         return (rq * rq).mean() + (rp * rp).mean()
 
-    def physical_parameters(self) -> list[nn.Parameter]:
+    def large_step_parameters(self) -> list[nn.Parameter]:
         params: list[nn.Parameter] = []
         for module in (self.field.dissipation, self.field.input_map, self.field.hamiltonian.terms[0], self.coder):
             if isinstance(module, (ConstantFriction, SeparableKinetic)):

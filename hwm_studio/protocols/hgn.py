@@ -6,6 +6,10 @@ phase space (uniform direction), then Gaussian noise of std 0.1 added to q and p
     pendulum     H = p^2 / (2 m l^2) + m g l (1 - cos q), m = 0.5, l = 1, g = 3, r ~ U(1.3, 2.3)
     two_body     two unit masses under gravity (this project's `two_body` preset and sampler),
                  with the same 0.1 noise
+and two tasks HGN did not have, drawn and scored the same way:
+    double_pendulum  this project's double pendulum (unit masses and links) at g = 3, its sampler
+                     (angles and angular velocities in [-1, 1]), the same noise: chaotic
+    three_body       this project's `three_body` preset and sampler, the same noise
 Frames come from this project's renderer (anti-aliased discs and rods), not HGN's Gaussian blobs,
 so the absolute pixel MSE depends on the drawing as well as the model: compare rows measured on
 the same data. A model reads `context` frames and then predicts; "30-step rollouts" means the
@@ -27,6 +31,7 @@ from hwm_studio.data.format import TrajectoryData
 from hwm_studio.data.simulate import simulate
 from hwm_studio.state import PhaseState
 from hwm_studio.systems import System, get_system
+from hwm_studio.systems.render import RenderStyle
 
 DT = 0.125
 FRAME_SIZE = 32
@@ -54,6 +59,8 @@ TASKS = {
     "mass_spring": HGNTask("mass_spring", "spring", (("m", 0.5), ("k", 2.0)), (0.1, 1.0)),
     "pendulum": HGNTask("pendulum", "pendulum", (("m", 0.5), ("l", 1.0), ("g", 3.0)), (1.3, 2.3)),
     "two_body": HGNTask("two_body", "two_body", (), None),
+    "double_pendulum": HGNTask("double_pendulum", "double_pendulum", (("g", 3.0),), None),
+    "three_body": HGNTask("three_body", "three_body", (), None),
 }
 
 
@@ -74,13 +81,16 @@ def initial_states(task: HGNTask, n: int, seed: int) -> PhaseState:
     return PhaseState(q, p)
 
 
-def dataset(task_name: str, n: int, context: int, steps: int = ROLLOUT, seed: int = 0) -> TrajectoryData:
-    """n trajectories of context - 1 + steps + 1 frames: the context, then `steps` to predict."""
+def dataset(
+    task_name: str, n: int, context: int, steps: int = ROLLOUT, seed: int = 0, style: RenderStyle | None = None
+) -> TrajectoryData:
+    """n trajectories of context - 1 + steps + 1 frames: the context, then `steps` to predict
+    (drawn in `style`, default this project's look)."""
     try:
         task = TASKS[task_name]
     except KeyError:
         raise ValueError(f"unknown HGN task {task_name!r}; choose one of {', '.join(TASKS)}") from None
     return simulate(
         task.build(), n, context + steps, dt=DT, frame_size=FRAME_SIZE, seed=seed,
-        initial=initial_states(task, n, seed),
+        initial=initial_states(task, n, seed), style=style,
     )  # fmt: skip

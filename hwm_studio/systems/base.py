@@ -18,7 +18,7 @@ from torch import Tensor
 from hwm_studio.physics.energy import Hamiltonian
 from hwm_studio.physics.port_hamiltonian import LinearInputMap, MomentumDamping, PortHamiltonianField
 from hwm_studio.state import PhaseState
-from hwm_studio.systems.render import rasterize
+from hwm_studio.systems.render import RenderStyle, rasterize
 
 PIVOT = -1  # link end that is the fixed pivot at the origin, not an entity
 
@@ -123,6 +123,12 @@ class System(ABC):
     def positions(self, q: Tensor) -> Tensor:
         """World positions of the entities for q of shape (..., E, D): (..., E, 3)."""
 
+    @abstractmethod
+    def observation_geometry(self) -> tuple[str, list[int | None]]:
+        """How frames show q, for pixel models (hwm_studio/models/pixel/geometry.py): the geometry
+        ('linear', 'angular' or 'planar') and each entity's anchor (None, -1 for a fixed pivot or
+        wall, or the entity it hangs from)."""
+
     def links(self) -> list[tuple[int, int]]:
         """Rods to draw, as entity index pairs; PIVOT (-1) is the fixed pivot at the origin."""
         return []
@@ -148,7 +154,7 @@ class System(ABC):
             ends.append(torch.stack([pa, pb], dim=-2))
         return torch.stack(ends, dim=-3)
 
-    def render(self, q: Tensor, size: int = 64) -> Tensor:
+    def render(self, q: Tensor, size: int = 64, style: RenderStyle | None = None) -> Tensor:
         """Render q of shape (..., E, D) to uint8 RGB frames (..., size, size, 3)."""
         lead = q.shape[:-2]
         flat_q = q.reshape(-1, self.n_entities, self.dim)
@@ -160,6 +166,7 @@ class System(ABC):
             seg,
             extent=self.view_extent(),
             size=size,
+            style=style,
         )
         return frames.reshape(*lead, size, size, 3)
 

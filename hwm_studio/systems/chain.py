@@ -62,6 +62,9 @@ class Chain(System):
         p = self.params["m"] * uniform(n * e, -0.3, 0.3, generator).reshape(n, e, 1)
         return PhaseState(q, p)
 
+    def observation_geometry(self) -> tuple[str, list[int | None]]:
+        return "linear", [None, *range(self.n_entities - 1)]  # displacements; rods to the neighbour
+
     def positions(self, q: Tensor) -> Tensor:
         e = self.n_entities
         sites = (torch.arange(e, dtype=q.dtype, device=q.device) - 0.5 * (e - 1)) * SPACING

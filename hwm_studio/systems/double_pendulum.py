@@ -64,6 +64,9 @@ class DoublePendulum(System):
         p = self.mass_matrix(q) @ qdot
         return PhaseState(q, p)
 
+    def observation_geometry(self) -> tuple[str, list[int | None]]:
+        return "angular", [-1, 0]  # absolute angles: the second link hangs from the first bob
+
     def positions(self, q: Tensor) -> Tensor:
         l1, l2 = self.params["l1"], self.params["l2"]
         a1, a2 = q[..., 0, 0], q[..., 1, 0]

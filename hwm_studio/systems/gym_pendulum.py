@@ -66,6 +66,9 @@ class GymPendulum(System):
         new_dot = new_dot.clamp(-self.params["max_speed"], self.params["max_speed"])
         return theta + new_dot * dt, new_dot
 
+    def observation_geometry(self) -> tuple[str, list[int | None]]:
+        return "angular", [-1]  # an angle about the pivot (read from hanging; q here is from upright)
+
     def positions(self, q: Tensor) -> Tensor:
         l = self.params["l"]
         a = q[..., 0]

@@ -73,6 +73,9 @@ class NBody(System):
         p = p - p.mean(dim=1, keepdim=True)  # zero total momentum: the centre of mass stays put
         return PhaseState(q, p)
 
+    def observation_geometry(self) -> tuple[str, list[int | None]]:
+        return "planar", [None] * self.n_entities  # free points of the plane
+
     def positions(self, q: Tensor) -> Tensor:
         return torch.cat([q, torch.zeros_like(q[..., :1])], dim=-1)
 

@@ -48,6 +48,9 @@ class Pendulum(System):
         p = uniform(n, -0.35 * p_sep, 0.35 * p_sep, generator)
         return PhaseState(q.reshape(n, 1, 1), p.reshape(n, 1, 1))
 
+    def observation_geometry(self) -> tuple[str, list[int | None]]:
+        return "angular", [-1]  # an angle about the pivot
+
     def positions(self, q: Tensor) -> Tensor:
         l = self.params["l"]
         a = q[..., 0]

@@ -2,10 +2,13 @@
 
 Pure torch, batched over frames, deterministic (no randomness, no GPU-specific paths), so the
 same states always give the same bytes. World coordinates span [-extent, extent] on both
-axes, y pointing up.
+axes, y pointing up. A `RenderStyle` draws the same states another way (colours, a coloured
+background, soft blurred bodies, no rods): pixel models must not depend on one way of drawing.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -25,9 +28,41 @@ ROD_COLOUR = (0.62, 0.62, 0.66)
 MAX_PIXELS_PER_CHUNK = 4_000_000  # bounds memory when rendering long videos
 
 
-def entity_colours(n: int) -> Tensor:
+@dataclass(frozen=True)
+class RenderStyle:
+    """How frames are drawn. The default is the project's look; others test pixel models."""
+
+    background: tuple[float, float, float] = BACKGROUND
+    colours: tuple[tuple[float, float, float], ...] = PALETTE  # cycled over entities
+    rods: bool = True
+    rod_colour: tuple[float, float, float] = ROD_COLOUR
+    soft: bool = False  # bodies as Gaussian blobs (std = radius / 1.5) instead of sharp discs
+    radius_scale: float = 1.0  # bodies drawn this much larger or smaller
+
+
+STYLES: dict[str, RenderStyle] = {
+    "default": RenderStyle(),
+    # another renderer: warm pale background, other colours, soft blurred bodies, no rods
+    "soft": RenderStyle(
+        background=(0.93, 0.89, 0.78),
+        colours=((0.20, 0.25, 0.60), (0.65, 0.10, 0.25), (0.15, 0.50, 0.20), (0.45, 0.30, 0.10)),
+        rods=False,
+        soft=True,
+        radius_scale=1.3,
+    ),
+}
+
+
+def get_style(name: str) -> RenderStyle:
+    try:
+        return STYLES[name]
+    except KeyError:
+        raise ValueError(f"unknown render style {name!r}; choose one of {', '.join(STYLES)}") from None
+
+
+def entity_colours(n: int, palette: tuple[tuple[float, float, float], ...] = PALETTE) -> Tensor:
     """(n, 3) colours, cycling the palette."""
-    return torch.tensor([PALETTE[i % len(PALETTE)] for i in range(n)], dtype=torch.float32)
+    return torch.tensor([palette[i % len(palette)] for i in range(n)], dtype=torch.float32)
 
 
 def _coverage(signed_distance: Tensor, pixel: float) -> Tensor:
@@ -52,6 +87,7 @@ def rasterize(
     extent: float,
     size: int,
     rod_width: float | None = None,
+    style: RenderStyle | None = None,
 ) -> Tensor:
     """Render frames.
 
@@ -62,33 +98,38 @@ def rasterize(
         extent: half-width of the square view in world units.
         size: output frames are size x size pixels.
         rod_width: rod thickness in world units (default: 1.5 pixels or 0.12 * smallest radius).
+        style: how to draw (default: RenderStyle()).
     Returns:
         uint8 tensor (N, size, size, 3).
     """
     if size < 8:
         raise ValueError(f"frame size must be at least 8 pixels, got {size}")
+    style = style or RenderStyle()
     centres = centres.detach().to("cpu", torch.float32)
     n, e, _ = centres.shape
     pixel = 2.0 * extent / size
     coords = (torch.arange(size, dtype=torch.float32) + 0.5) * pixel - extent
     yy, xx = torch.meshgrid(-coords, coords, indexing="ij")  # row 0 is the top (largest y)
     px = torch.stack([xx, yy], dim=-1).reshape(-1, 2)  # (P, 2)
-    colours = entity_colours(e)
-    radii = radii.to(torch.float32)
+    colours = entity_colours(e, style.colours)
+    radii = radii.to(torch.float32) * style.radius_scale
     width = rod_width if rod_width is not None else max(1.5 * pixel, 0.12 * float(radii.min()))
     chunk = max(1, MAX_PIXELS_PER_CHUNK // (px.shape[0] * max(e, 1)))
     out = []
     for start in range(0, n, chunk):
         c = centres[start : start + chunk]  # (n_c, E, 2)
-        img = torch.tensor(BACKGROUND).expand(c.shape[0], px.shape[0], 3).clone()  # (n_c, P, 3)
-        if segments is not None and segments.shape[1] > 0:
+        img = torch.tensor(style.background).expand(c.shape[0], px.shape[0], 3).clone()  # (n_c, P, 3)
+        if style.rods and segments is not None and segments.shape[1] > 0:
             seg = segments[start : start + chunk].detach().to("cpu", torch.float32)
             d = _segment_distance(px, seg[:, :, 0], seg[:, :, 1])  # (n_c, S, P)
             cov = _coverage(d.min(dim=1).values - 0.5 * width, pixel)[..., None]  # (n_c, P, 1)
-            img = img * (1 - cov) + cov * torch.tensor(ROD_COLOUR)
+            img = img * (1 - cov) + cov * torch.tensor(style.rod_colour)
         for i in range(e):
-            d = (px[None] - c[:, i : i + 1]).norm(dim=-1) - radii[i]  # (n_c, P)
-            cov = _coverage(d, pixel)[..., None]
+            r = (px[None] - c[:, i : i + 1]).norm(dim=-1)  # (n_c, P)
+            if style.soft:
+                cov = torch.exp(-0.5 * (1.5 * r / radii[i]) ** 2)[..., None]
+            else:
+                cov = _coverage(r - radii[i], pixel)[..., None]
             img = img * (1 - cov) + cov * colours[i]
         out.append(img)
     frames = torch.cat(out).reshape(n, size, size, 3)

@@ -48,6 +48,9 @@ class Spring(System):
         p = r * torch.sin(phase) * math.sqrt(m)
         return PhaseState(q.reshape(n, 1, 1), p.reshape(n, 1, 1))
 
+    def observation_geometry(self) -> tuple[str, list[int | None]]:
+        return "linear", [-1]  # a displacement along x, on a spring from the wall
+
     def positions(self, q: Tensor) -> Tensor:
         zero = torch.zeros_like(q[..., 0])
         return torch.stack([q[..., 0], zero, zero], dim=-1)

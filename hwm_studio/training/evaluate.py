@@ -23,8 +23,11 @@ import numpy as np
 import torch
 
 from hwm_studio.data.format import TrajectoryData
+from hwm_studio.frames import frames_to_uint8
 from hwm_studio.models.base import WorldModel
-from hwm_studio.physics.rollout import flatten_time
+from hwm_studio.models.pixel import FramePrediction
+from hwm_studio.models.pixel.alignment import affine_r2, circular_correlation
+from hwm_studio.physics.rollout import Trajectory, flatten_time
 from hwm_studio.systems import get_system, system_names
 
 VPT_THRESHOLD = 0.1
@@ -111,28 +114,54 @@ def _energy_mse(data: TrajectoryData, q_hat: np.ndarray, p_hat: np.ndarray, h: i
 
 
 @torch.no_grad()
-def predict_frames_data(
-    model: WorldModel, data: TrajectoryData, horizon: int, batch: int = 64
-) -> tuple[np.ndarray, Any]:
-    """Decoded frames (N, horizon + 1, H, W, 3) float in [0, 1] for times k-1 .. k-1+horizon,
-    and the latent trajectory, from each trajectory's first k frames (in batches)."""
-    from hwm_studio.physics.rollout import Trajectory
-
+def predict_frames_data(model: WorldModel, data: TrajectoryData, horizon: int, batch: int = 64) -> FramePrediction:
+    """The pixel model's prediction from each trajectory's first k frames (in batches), for times
+    k-1 .. k-1+horizon: decoded frames (N, horizon + 1, H, W, 3) float in [0, 1], the latent
+    trajectory, the drawn and the read positions."""
     device = next(model.parameters()).device
     k = model.config.context_frames
-    frames_out, qs, ps = [], [], []
+    parts: list[FramePrediction] = []
     for start in range(0, data.n_trajectories, batch):
         sl = slice(start, start + batch)
         frames = torch.as_tensor(data.frames[sl, :k], device=device)  # type: ignore[index]
         actions = None
         if data.u is not None:
             actions = torch.as_tensor(data.u[sl, : k - 1 + horizon], dtype=torch.float32, device=device)
-        pred, traj = model.predict_frames(frames, actions, horizon, fused=True)  # type: ignore[attr-defined]
-        frames_out.append(pred.cpu().numpy())
-        qs.append(traj.q.cpu())
-        ps.append(traj.p.cpu())
-    traj = Trajectory(torch.cat(qs), torch.cat(ps), model.dt, None, {}, {}, {})
-    return np.concatenate(frames_out), traj
+        out = model.predict_frames(frames, actions, horizon, fused=True)  # type: ignore[attr-defined]
+        parts.append(out)
+    q = torch.cat([o.trajectory.q for o in parts]).cpu()
+    traj = Trajectory(q, torch.cat([o.trajectory.p for o in parts]).cpu(), model.dt, None, {}, {}, {})
+    return FramePrediction(
+        frames=torch.cat([o.frames for o in parts]).cpu(),
+        trajectory=traj,
+        positions=torch.cat([o.positions for o in parts]).cpu(),
+        context_positions=torch.cat([o.context_positions for o in parts]).cpu(),
+    )
+
+
+@torch.no_grad()
+def latent_alignment(model: WorldModel, data: TrajectoryData, batch: int = 256) -> dict[str, Any]:
+    """Is the pixel model's latent the physics? Every frame read alone to q, against the data's q.
+
+    Angular geometry: the circular correlation per entity (sign-free: its absolute value; the
+    smallest over entities is `value`); otherwise the R^2 of an affine map from all entities' true
+    q to all inferred q jointly (so a relabelling of entities is an affine map too).
+    """
+    if data.frames is None:
+        raise ValueError("latent alignment reads the data's frames; the data has none")
+    device = next(model.parameters()).device
+    frames = data.frames.reshape(-1, *data.frames.shape[2:])
+    qs = []
+    for start in range(0, frames.shape[0], batch):
+        xy = model.locate(torch.as_tensor(frames[start : start + batch], device=device))  # type: ignore[attr-defined]
+        qs.append(model.geometry.from_image(xy).double().cpu().numpy())  # type: ignore[attr-defined]
+    inferred = np.concatenate(qs)  # (N*T, E, D)
+    true = data.q.reshape(-1, *data.q.shape[2:])
+    if model.angular:
+        per_entity = [abs(circular_correlation(true[:, i, 0], inferred[:, i, 0])) for i in range(true.shape[1])]
+        return {"metric": "circular_correlation", "value": min(per_entity), "per_entity": per_entity}
+    value = affine_r2(true.reshape(len(true), -1), inferred.reshape(len(inferred), -1))
+    return {"metric": "affine_r2", "value": value}
 
 
 def evaluate_pixels(
@@ -153,7 +182,8 @@ def evaluate_pixels(
     h = max_h if horizon is None else int(horizon)
     if not 1 <= h <= max_h:
         raise ValueError(f"horizon must be between 1 and {max_h} ({data.n_times} points, {k} read first), got {h}")
-    pred, traj = predict_frames_data(model, data, h)
+    out = predict_frames_data(model, data, h)
+    pred, traj = out.frames.numpy(), out.trajectory
     truth = data.frames[:, k - 1 : k + h].astype(np.float32) / 255.0
     curve = ((pred - truth) ** 2).mean(axis=(0, 2, 3, 4))  # (H+1,): index 0 is the reconstruction
     metrics: dict[str, Any] = {
@@ -164,6 +194,45 @@ def evaluate_pixels(
         "pixel_mse_at": {key: float(curve[s]) for key, s in (("1", 1), ("10", 10), ("30", 30), ("100", 100)) if s <= h},
         "reconstruction_mse": float(curve[0]),
         "pixel_mse_curve": [float(x) for x in curve[1:]],
+        "latent": latent_alignment(model, data),
     }
     metrics["pixel_mse_at"]["H"] = float(curve[h])
     return metrics, pred, traj
+
+
+@torch.no_grad()
+def prediction_data(
+    model: WorldModel, data: TrajectoryData, metrics: dict[str, Any], q_hat: np.ndarray, p_hat: np.ndarray
+) -> TrajectoryData:
+    """The predictions of `evaluate` as a trajectory file aligned with the test data's time axis:
+    index t of the file is time t of the data.
+
+    State models: predicted (q, p) in data coordinates from t = 0. Pixel models: the latent (q, p)
+    and the decoded frames; up to the last context frame (t < k - 1) the encoder's readings of each
+    frame (p from their differences), from t = k - 1 on the rollout; `meta["prediction"]` says so.
+    """
+    h = metrics["horizon"]
+    if not model.sees_pixels:
+        return TrajectoryData(q=q_hat, p=p_hat, dt=data.dt, u=None if data.u is None else data.u[:, : h + 1],
+                              meta=data.meta)  # fmt: skip
+    k = metrics["context_frames"]
+    device = next(model.parameters()).device
+    frames = torch.as_tensor(data.frames[:, :k], device=device)  # type: ignore[index]
+    read_q, read_p = model.read_states(frames)  # type: ignore[attr-defined]
+    q = np.concatenate([read_q[:, : k - 1].double().cpu().numpy(), q_hat], axis=1)  # (N, k + h, E, D)
+    p = np.concatenate([read_p[:, : k - 1].double().cpu().numpy(), p_hat], axis=1)
+    drawn = model.decode_frames(torch.as_tensor(q, dtype=torch.float32, device=device))  # type: ignore[attr-defined]
+    meta = {
+        "system": f"{model.kind} latent",
+        "params": {},
+        "entities": [f"entity[{i}]" for i in range(q.shape[2])],
+        "prediction": {
+            "model": model.kind,
+            "data_system": data.system_name,
+            "first_predicted": k - 1,
+            "latent": f"q through the {model.config.geometry} observation geometry, p = M(q) dq/dt",
+            "before_first_predicted": "the encoder's readings of each frame",
+        },
+    }
+    return TrajectoryData(q=q, p=p, dt=data.dt, u=None if data.u is None else data.u[:, : k + h],
+                          frames=frames_to_uint8(drawn), meta=meta)  # fmt: skip

@@ -39,7 +39,7 @@ Callback = Callable[[dict[str, Any]], bool | None]
 class TrainConfig:
     steps: int = 2000  # optimiser steps
     lr: float = 3e-3  # Adam learning rate (cosine-decayed to lr / 20)
-    physical_lr_scale: float = 10.0  # larger step for scalar physical constants (masses, friction)
+    large_step_lr_scale: float = 10.0  # larger step for what a model names: physical constants, image templates
     batch_size: int = 64  # windows per step
     horizon: int = 8  # final rollout horizon of the curriculum
     curriculum: float = 0.5  # fraction of steps over which the horizon grows from 1
@@ -101,13 +101,21 @@ def validation_error(model: WorldModel, series: SeriesTensors, horizon: int | No
     return model.series_error(series.obs[:, :n], actions)
 
 
+@torch.no_grad()
+def diagnosis(model: WorldModel, series: SeriesTensors, horizon: int | None) -> str | None:
+    """The model's own warning about its training (e.g. a pixel model drawing no bodies), or None."""
+    n = series.n_times if horizon is None else min(model.window_length(horizon), series.n_times)
+    actions = None if series.actions is None else series.actions[:, : n - 1]
+    return model.diagnose(series.obs[:, :n], actions)
+
+
 def _param_groups(model: WorldModel, cfg: TrainConfig) -> list[dict[str, Any]]:
-    physical = {id(p) for p in model.physical_parameters()}
+    physical = {id(p) for p in model.large_step_parameters()}
     rest = [p for p in model.parameters() if id(p) not in physical and p.requires_grad]
     groups: list[dict[str, Any]] = [{"params": rest, "lr": cfg.lr, "base_lr": cfg.lr}]
     phys = [p for p in model.parameters() if id(p) in physical]
     if phys:
-        lr = cfg.lr * cfg.physical_lr_scale
+        lr = cfg.lr * cfg.large_step_lr_scale
         groups.append({"params": phys, "lr": lr, "base_lr": lr, "weight_decay": 0.0})
     return groups
 
@@ -138,6 +146,7 @@ def fit(
         raise ValueError(f"the model takes {model.action_dim} action dims but the data has no 'u'")
     model.to(device)
     series = to_series(model, train, device, derivatives=derivatives)
+    model.prepare_training(series.obs)
     val_series = to_series(model, val, device) if val is not None else None
     gen = torch.Generator().manual_seed(cfg.seed)
     opt = torch.optim.Adam(_param_groups(model, cfg), weight_decay=cfg.weight_decay)
@@ -172,7 +181,7 @@ def fit(
             g["lr"] = g["base_lr"] * lr_factor
         h = min(cfg.horizon_at(step), max_h)
         obs, actions, labels = sample_windows(series, model.window_length(h) - 1, cfg.batch_size, gen)
-        loss_roll, penalty = model.window_loss(obs, actions, h)
+        loss_roll, penalty = model.window_loss(obs, actions, h, progress=(step - 1) / cfg.steps)
         loss = loss_roll + cfg.residual_weight * penalty
         if cfg.derivative_weight > 0 and labels is not None:
             loss = loss + cfg.derivative_weight * derivative_loss(model, obs, actions, labels)
@@ -203,13 +212,19 @@ def fit(
             "lr": opt.param_groups[0]["lr"],
             "grad_norm": grad_norm,
         }
+        if model.last_loss_terms:
+            record["terms"] = dict(model.last_loss_terms)
         keep = emit(record)
         if val_series is not None and cfg.val_every and (step % cfg.val_every == 0 or step == cfg.steps):
             model.eval()
             v = validation_error(model, val_series, cfg.val_horizon)
+            warning = diagnosis(model, val_series, cfg.val_horizon)
             model.train()
             record["val_rollout_mse"] = v
-            keep = emit({"event": "validation", "step": step, "val_rollout_mse": v}) and keep
+            event = {"event": "validation", "step": step, "val_rollout_mse": v}
+            if warning:
+                record["warning"] = event["warning"] = warning
+            keep = emit(event) and keep
             if math.isfinite(v):
                 good_state = copy.deepcopy(model.state_dict())
                 if v < best_val:
