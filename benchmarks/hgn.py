@@ -3,11 +3,13 @@
     python benchmarks/hgn.py --task mass_spring            # CPU-sized defaults (see --help)
     python benchmarks/hgn.py --task pendulum --train 50000 --steps 100000   # full size, on cuda if present
     python benchmarks/hgn.py --task mass_spring --assets   # also store the runs as pretrained assets
+    python benchmarks/hgn.py --task pendulum --style soft  # frames drawn another way (systems/render.py)
 
 Trains both kinds on the same frames, scores the mean pixel MSE over 30 predicted steps on
 held-out trajectories, and the MSE vs horizon up to `--long` x 30 steps (trained on shorter
-windows: long-horizon stability). Writes benchmarks/results/hgn_<task>.json and prints a table
-with the published figures (protocol details and caveats: hwm_studio/protocols/hgn.py).
+windows: long-horizon stability), and whether the latent is the physics (the circular correlation
+of the latent and true angles, or the R^2 of an affine map from true to latent positions).
+Writes benchmarks/results/hgn_<task>.json (protocol details and caveats: hwm_studio/protocols/hgn.py).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import torch
 from hwm_studio.device import resolve_device
 from hwm_studio.io import atomic_write_text
 from hwm_studio.protocols.hgn import PUBLISHED_X1E4, ROLLOUT, TASKS, dataset
+from hwm_studio.systems.render import STYLES
 from hwm_studio.training.checkpoint import load_model
 from hwm_studio.training.evaluate import evaluate_pixels
 from hwm_studio.training.fit import TrainConfig
@@ -74,15 +77,19 @@ def main() -> int:
         default=None,
         help="stop each model's training after this many seconds (keeps its best weights so far)",
     )
+    ap.add_argument("--style", choices=list(STYLES), default="default", help="how the frames are drawn")
     ap.add_argument("--results", default=None, help="results JSON (default: benchmarks/results/hgn_<task>.json)")
     a = ap.parse_args()
+    if a.assets and a.style != "default":
+        ap.error("--assets stores the task's default models: drop --style")
     if a.threads:
         torch.set_num_threads(a.threads)
     device = resolve_device(a.device)
     # training trajectories are as long as the training windows need; test ones cover the score
-    train = dataset(a.task, a.train, CONTEXT, steps=a.horizon, seed=0)
-    test = dataset(a.task, a.test, CONTEXT, steps=ROLLOUT, seed=1)
-    long_test = dataset(a.task, a.test, CONTEXT, steps=a.long * ROLLOUT, seed=2)
+    style = STYLES[a.style]
+    train = dataset(a.task, a.train, CONTEXT, steps=a.horizon, seed=0, style=style)
+    test = dataset(a.task, a.test, CONTEXT, steps=ROLLOUT, seed=1, style=style)
+    long_test = dataset(a.task, a.test, CONTEXT, steps=a.long * ROLLOUT, seed=2, style=style)
     out_root = Path(a.out or f"/tmp/hgn_{a.task}")
     # the score of a model that only learned the background: the training frames' mean image
     mean_frame = (train.frames.astype("float32") / 255.0).mean(axis=(0, 1))  # type: ignore[union-attr]
@@ -91,11 +98,12 @@ def main() -> int:
     report = {
         "task": a.task,
         "machine": f"{platform.machine()}, {device}, {torch.get_num_threads()} threads, torch {torch.__version__}",
-        "published_x1e4": PUBLISHED_X1E4[a.task],
+        "published_x1e4": PUBLISHED_X1E4.get(a.task, {}),
         "mean_frame_baseline_x1e4": mean_frame_x1e4,
         "models": {},
     }
-    results = Path(a.results) if a.results else ROOT / "results" / f"hgn_{a.task}.json"
+    suffix = "" if a.style == "default" else f"_{a.style}"
+    results = Path(a.results) if a.results else ROOT / "results" / f"hgn_{a.task}{suffix}.json"
     for kind in a.kinds:
         run = out_root / kind
         cfg = TrainConfig(steps=a.steps, lr=a.lr, batch_size=a.batch_size, horizon=a.horizon,
@@ -121,12 +129,14 @@ def main() -> int:
             "train_seconds": round(seconds, 1),
             "pixel_mse_x1e4": score["pixel_mse"] * 1e4,
             "reconstruction_mse_x1e4": score["reconstruction_mse"] * 1e4,
+            "latent": score["latent"],
             "long_curve_x1e4": [round(x * 1e4, 3) for x in long_score["pixel_mse_curve"]],
         }
         report["models"][kind] = entry
         long_end = entry["long_curve_x1e4"][-1]
         print(f"{kind}: {result.status} in {seconds:.0f} s; pixel MSE x1e-4 over {ROLLOUT} steps: "
-              f"{entry['pixel_mse_x1e4']:.2f} (at {a.long * ROLLOUT} steps: {long_end:.2f})")  # fmt: skip
+              f"{entry['pixel_mse_x1e4']:.2f} (at {a.long * ROLLOUT} steps: {long_end:.2f}); latent "
+              f"{score['latent']['metric']} {score['latent']['value']:.4f}")  # fmt: skip
         if a.assets and result.status != "completed":
             print(f"{kind}: not stored as an asset ({result.status}: {result.message})")
         elif a.assets:
@@ -136,7 +146,8 @@ def main() -> int:
             shutil.rmtree(dest, ignore_errors=True)
             shutil.copytree(run, dest)
         _write(results, report)  # after every model: a long run that is cut short keeps what it finished
-    summary = {k: {kk: v[kk] for kk in ("pixel_mse_x1e4", "train_seconds")} for k, v in report["models"].items()}
+    summary = {k: {"pixel_mse_x1e4": v["pixel_mse_x1e4"], "train_seconds": v["train_seconds"],
+                   "latent": v["latent"]["value"]} for k, v in report["models"].items()}  # fmt: skip
     print(json.dumps({"mean_frame_baseline_x1e4": mean_frame_x1e4, **summary}))
     return 0
 

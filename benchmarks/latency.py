@@ -1,6 +1,6 @@
 """Server-side latency of the studio: one slider change -> every view's data recomputed.
 
-    python benchmarks/latency.py            # pendulum, three_body and the spring's pixel models, 40 changes each
+    python benchmarks/latency.py            # pendulum, three_body and the HGN pixel models, 40 changes each
 
 Measures `Studio._recompute` as a slider triggers it (the action slider: truth and both models
 re-run; the dissipation slider: models only), without a browser, on CPU with one torch thread
@@ -67,10 +67,10 @@ def measure(system: str, n: int = 40) -> dict:
     return results
 
 
-def measure_pixels(n: int = 40) -> dict:
-    """The spring's HGN pixel models (HWM vs MLP): a new start renders the true frames, and both
-    models encode the first three, roll out and decode all 300 frames."""
-    studio = Studio(workspace=Workspace(Path("/tmp/hwm_latency_ws")), system="spring")
+def measure_pixels(system: str, n: int = 40) -> dict:
+    """A system's HGN pixel models (HWM vs MLP): a new start renders the true frames, and both
+    models read the first three, roll out and decode all 300 frames."""
+    studio = Studio(workspace=Workspace(Path("/tmp/hwm_latency_ws")), system=system)
     studio.model_name = next(o for o in studio.param.model_name.objects if o.startswith("hwm-pixels"))
     for seed in range(3):  # warm-up
         studio.seed = 500 + seed
@@ -79,7 +79,7 @@ def measure_pixels(n: int = 40) -> dict:
         studio.seed = 1000 + seed
     return {
         "seed slider (truth, frames, both pixel models)": _stats([t * 1e3 for t in studio.timings]),
-        "scene": f"spring, {studio.steps}-step rollout, model {studio.model_name} vs {studio.baseline_name}",
+        "scene": f"{system}, {studio.steps}-step rollout, model {studio.model_name} vs {studio.baseline_name}",
     }
 
 
@@ -89,7 +89,7 @@ def main() -> int:
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch thread, torch {torch.__version__}",
         "pendulum": measure("pendulum"),
         "three_body": measure("three_body"),
-        "spring_pixels": measure_pixels(),
+        **{f"{system}_pixels": measure_pixels(system) for system in ("spring", "pendulum", "two_body")},
     }
     OUT.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(OUT, json.dumps(report, indent=1) + "\n")

@@ -49,6 +49,7 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
     from hwm_studio.data.simulate import CONTROLS
     from hwm_studio.physics.integrators import INTEGRATORS
     from hwm_studio.systems import system_names
+    from hwm_studio.systems.render import STYLES
 
     p = sub.add_parser("simulate", help="simulate a ground-truth system into a trajectory .npz")
     p.add_argument("--system", required=True, choices=system_names())
@@ -60,6 +61,7 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dissipation", type=float, default=0.0, help="viscous damping gamma >= 0")
     p.add_argument("--control", default="zero", choices=CONTROLS)
     p.add_argument("--frames", type=int, default=None, metavar="SIZE", help="also render SIZExSIZE RGB frames")
+    p.add_argument("--style", default="default", choices=list(STYLES), help="with --frames: how frames are drawn")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="system parameter")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output .npz")
@@ -70,6 +72,7 @@ def _simulate(a: argparse.Namespace) -> int:
     from hwm_studio.data.format import describe, save_trajectories
     from hwm_studio.data.simulate import simulate
     from hwm_studio.systems import get_system
+    from hwm_studio.systems.render import get_style
 
     if not a.out.endswith(".npz"):
         raise UserError(f"--out must end in .npz, got {a.out!r}")
@@ -85,6 +88,7 @@ def _simulate(a: argparse.Namespace) -> int:
         control=a.control,
         frame_size=a.frames,
         seed=a.seed,
+        style=get_style(a.style) if a.frames else None,
     )
     path = save_trajectories(data, a.out)
     print(f"wrote {path}")
@@ -113,6 +117,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     from hwm_studio.data.simulate import CONTROLS
     from hwm_studio.models import MODELS
     from hwm_studio.models.coders import CODERS
+    from hwm_studio.models.pixel import GEOMETRIES
     from hwm_studio.systems import system_names
 
     p = sub.add_parser(
@@ -139,6 +144,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dissipation", type=float, default=0.0, help="with --system: true friction gamma")
     p.add_argument("--control", default="random", choices=CONTROLS, help="with --system: actions applied")
     p.add_argument("--frame-size", type=int, default=32, help="with --system and a pixel model: frame size")
+    p.add_argument("--geometry", default=None, choices=list(GEOMETRIES),
+                   help="pixel models: how frames show q (default: meta['geometry'], else the system's)")  # fmt: skip
     p.add_argument("--env-steps", type=int, default=None, help="with --env: environment steps in all")
     p.add_argument("--random-steps", type=int, default=None, help="with --env: random-action steps first")
     p.add_argument("--rounds", type=int, default=None, help="with --env: MPC rounds with the model being learned")
@@ -168,6 +175,8 @@ def _train(a: argparse.Namespace) -> int:
     pixels = a.model in PIXEL_MODELS
     if pixels and a.observation != "canonical":
         raise UserError(f"--observation does not apply to {a.model}: it reads the data's frames")
+    if a.geometry and not pixels:
+        raise UserError(f"--geometry applies to pixel models ({', '.join(PIXEL_MODELS)}), not {a.model}")
     if a.env:
         return _train_env(a)
     if a.data:
@@ -183,7 +192,7 @@ def _train(a: argparse.Namespace) -> int:
     cfg = _train_config(a)
     bar, progress = _progress_bar(a.steps, f"train {a.model}")
     try:
-        options = {} if pixels else {"observation": a.observation}
+        options = ({"geometry": a.geometry} if a.geometry else {}) if pixels else {"observation": a.observation}
         _, result, metrics = train_run(data, out, a.model, cfg, a.val_fraction, options, [progress], source=source)
     finally:
         bar.close()
@@ -211,6 +220,8 @@ def _progress_bar(steps: int, desc: str) -> tuple[Any, Callable[[dict], None]]:
             post["h"] = event["horizon"]
         elif event["event"] == "validation":
             post["val"] = event["val_rollout_mse"]
+            if event.get("warning"):
+                bar.write(f"step {event['step']}: warning: {event['warning']}")
         if event["event"] != "end" and (event["event"] == "validation" or event["step"] % 10 == 0):
             bar.set_postfix({k: f"{v:.3g}" for k, v in post.items()})
 
@@ -366,32 +377,18 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 
 
 def _eval(a: argparse.Namespace) -> int:
-    import numpy as np
-
-    from hwm_studio.data.format import TrajectoryData, load_trajectories, save_trajectories
+    from hwm_studio.data.format import load_trajectories, save_trajectories
     from hwm_studio.device import resolve_device
     from hwm_studio.training.checkpoint import load_model
-    from hwm_studio.training.evaluate import evaluate, evaluate_pixels
+    from hwm_studio.training.evaluate import evaluate, prediction_data
 
     model = load_model(a.run_dir, resolve_device(a.device))
     data = load_trajectories(a.data)
     if a.predictions and not a.predictions.endswith(".npz"):
         raise UserError(f"--predictions must end in .npz, got {a.predictions!r}")
-    if model.sees_pixels:
-        metrics, frames, traj = evaluate_pixels(model, data, a.horizon)
-        if a.predictions:  # the inferred latent (q, p) and the decoded frames, from time k - 1
-            k, h = metrics["context_frames"], metrics["horizon"]
-            pred = TrajectoryData(q=traj.q.double().numpy(), p=traj.p.double().numpy(), dt=data.dt,
-                                  u=None if data.u is None else data.u[:, k - 1 : k + h],
-                                  frames=np.round(frames * 255).astype(np.uint8), meta=None)  # fmt: skip
-            save_trajectories(pred, a.predictions)
-    else:
-        metrics, q_hat, p_hat = evaluate(model, data, a.horizon)
-        if a.predictions:
-            h = metrics["horizon"]
-            pred = TrajectoryData(q=q_hat, p=p_hat, dt=data.dt, u=None if data.u is None else data.u[:, : h + 1],
-                                  meta=data.meta)  # fmt: skip
-            save_trajectories(pred, a.predictions)
+    metrics, q_hat, p_hat = evaluate(model, data, a.horizon)
+    if a.predictions:
+        save_trajectories(prediction_data(model, data, metrics, q_hat, p_hat), a.predictions)
     if a.json:
         print(json.dumps(metrics))
     else:
@@ -425,7 +422,7 @@ def _render(a: argparse.Namespace) -> int:
 
     from hwm_studio.data.format import load_trajectories
     from hwm_studio.data.simulate import simulate
-    from hwm_studio.models.pixels import frames_to_uint8
+    from hwm_studio.frames import frames_to_uint8
     from hwm_studio.systems import get_system
     from hwm_studio.training.checkpoint import load_model
     from hwm_studio.training.evaluate import predict_data, predict_frames_data
@@ -457,9 +454,8 @@ def _render(a: argparse.Namespace) -> int:
         h = data.n_times - k
         if h < 1:
             raise UserError(f"the trajectory has {data.n_times} points; the model reads {k} before predicting")
-        decoded, _ = predict_frames_data(model, data, h)
         truth = data.frames[0, k - 1 :]
-        drawn = frames_to_uint8(decoded[0])
+        drawn = frames_to_uint8(predict_frames_data(model, data, h).frames[0])
     else:
         if name is None:
             raise UserError("rendering a state model needs data that names its system (meta)")

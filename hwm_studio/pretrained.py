@@ -64,16 +64,18 @@ def eval_data(recipe: Recipe) -> TrajectoryData:
 def pixel_assets(root: Path = ASSETS) -> dict[str, dict[str, Path]]:
     """Pretrained pixel models (the HGN protocol's runs, benchmarks/hgn.py), by the system they saw.
 
-    Keyed by system name, then by a label naming the kind and the run: "hwm-pixels: hgn_mass_spring".
+    Keyed by the studio's system name (the task's: "two_body", not its base "nbody"), then by a label
+    naming the kind and the run: "hwm-pixels: hgn_mass_spring". Directories are hgn_<task>_<kind>_pixels.
     """
+    from hwm_studio.protocols.hgn import TASKS
     from hwm_studio.training.checkpoint import read_config
 
     found: dict[str, dict[str, Path]] = {}
     for path in sorted(root.glob("hgn_*")):
-        if (path / "weights.safetensors").exists():
+        task = path.name.removeprefix("hgn_").removesuffix("_pixels").rsplit("_", 1)[0]
+        if task in TASKS and (path / "weights.safetensors").exists():
             cfg = read_config(path)
-            label = f"{cfg.kind}: {path.name.removesuffix('_pixels').rsplit('_', 1)[0]}"
-            found.setdefault(str(cfg.system), {})[label] = path
+            found.setdefault(TASKS[task].system, {})[f"{cfg.kind}: hgn_{task}"] = path
     return found
 
 

@@ -4,7 +4,9 @@ This is everything the studio draws, computed without any UI: the ground truth (
 yoshida4 with substeps), the model's prediction in data coordinates with its own energy ledger,
 the true H on both, error vs time, valid prediction time, the model's energy levels and one-step
 flow on a phase plane, and rendered frames. A pixel model instead reads the first k rendered true
-frames, and its result holds its inferred latent (q, p), its decoded frames and the pixel error.
+frames and predicts frames; its latent (q, p) is laid over the true phase portrait by an
+`Alignment` fitted on its readings of every true frame (what it perceives, not what it predicts),
+its bodies are placed where its decoder draws them, and the error is the pixel error.
 The studio only turns these arrays into plots, so every number on screen is computed here, by the
 model or the simulator.
 
@@ -22,8 +24,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from hwm_studio.data.simulate import simulate
+from hwm_studio.frames import frames_to_uint8
 from hwm_studio.models.base import WorldModel
-from hwm_studio.models.pixels import frames_to_uint8
+from hwm_studio.models.pixel.alignment import Alignment
 from hwm_studio.physics.fused import FusedRollout
 from hwm_studio.physics.integrators import get_integrator
 from hwm_studio.physics.rollout import flatten_time
@@ -33,6 +37,8 @@ from hwm_studio.systems import System, get_system
 SCHEDULES = ("constant", "sine", "random")
 _TRUTH_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hwm-truth")
 VPT_THRESHOLD = 0.1
+# a pixel model's alignment to the system's coordinates is fitted on its readings of these runs
+ALIGNMENT_TRAJECTORIES, ALIGNMENT_POINTS, ALIGNMENT_SEED = 8, 40, 20_000
 TRUTH_SUBSTEPS = 2  # yoshida4 substeps per shown step (tests bound the gap to the data simulator's 4)
 
 
@@ -97,11 +103,15 @@ class SceneResult:
     system_title: str
     dt: float
     extras: dict[str, Any] = field(default_factory=dict)
-    # --- pixel models: model_q / model_p are the inferred latent, not the system's coordinates ---
-    latent: bool = False
+    model_positions: np.ndarray | None = None  # (T+1, E, 3) world positions of the model's bodies
+    # --- pixel models: model_q / model_p are the latent mapped by `alignment` (latent_q/p: as is) ---
+    reads_frames: bool = False
     context: int = 0  # the model reads frames 0..context and predicts from there (NaN before)
     truth_frames: np.ndarray | None = None  # (T+1, S, S, 3) uint8: what the model reads and is scored on
     model_frames: np.ndarray | None = None  # (T+1, S, S, 3) uint8 decoded (gray during the context)
+    latent_q: np.ndarray | None = None  # (T+1, E, D) the pixel model's own latent (NaN during the context)
+    latent_p: np.ndarray | None = None
+    alignment: Alignment | None = None
 
     @property
     def steps(self) -> int:
@@ -121,6 +131,8 @@ class Scene:
         self._systems: dict[tuple, System] = {}
         self._frames_key: tuple | None = None
         self._frames: np.ndarray | None = None
+        self._alignment_key: tuple | None = None
+        self._alignment: Alignment | None = None
 
     # --- pieces ----------------------------------------------------------------------------------
     def system(self, spec: SceneSpec) -> System:
@@ -243,6 +255,7 @@ class Scene:
             model_energy=energy, model_ledger=ledger, residual_power=residual_power, finite=finite,
             entity_names=system.entity_names(), system_title=system.title, dt=float(t[1] - t[0]),
             extras={} if sidecar is None else {"sidecar": side},
+            model_positions=system.positions(torch.as_tensor(np.nan_to_num(mq))).numpy(),
         )  # fmt: skip
 
     def _run_pixels(
@@ -259,20 +272,31 @@ class Scene:
         horizon = spec.steps - (k - 1)
         actions = torch.as_tensor(u[None], dtype=torch.float32) if system.action_dim and np.any(u != 0) else None
         has_energy = model.hamiltonian_field is not None
-        pred, traj = model.predict_frames(torch.as_tensor(truth_frames[None, :k]), actions, horizon, fused=True,
-                                          record_energy=has_energy)  # type: ignore[attr-defined]  # fmt: skip
+        out = model.predict_frames(torch.as_tensor(truth_frames[None, :k]), actions, horizon, fused=True,  # type: ignore[attr-defined]
+                                   record_energy=has_energy)  # fmt: skip
+        traj = out.trajectory
 
-        def padded(x: torch.Tensor) -> np.ndarray:  # (horizon + 1, ...) from time k-1 -> (T+1, ...), NaN before
-            x = x.double().numpy()
+        def padded(x: torch.Tensor | np.ndarray) -> np.ndarray:  # (horizon + 1, ...) from time k-1 -> (T+1, ...)
+            x = x.double().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=np.float64)
             return np.concatenate([np.full((k - 1, *x.shape[1:]), np.nan), x])
 
-        decoded = frames_to_uint8(pred[0])
+        decoded = frames_to_uint8(out.frames[0])
         model_frames = np.full_like(truth_frames, 128)
         model_frames[k - 1 :] = decoded
         error = np.full(spec.steps + 1, np.nan)  # the pixel MSE of the frames shown
         diff = (decoded.astype(np.float64) - truth_frames[k - 1 :]) / 255.0
         error[k - 1 :] = (diff**2).mean(axis=(1, 2, 3))
-        mq, mp = padded(traj.q[0]), padded(traj.p[0])
+        lq, lp = padded(traj.q[0]), padded(traj.p[0])
+        align = self.alignment(spec, size)
+        mq, mp = align.apply(lq, lp)
+        seen = np.isfinite(mq).all(axis=(1, 2)) & np.isfinite(mp).all(axis=(1, 2))
+        me = np.full(spec.steps + 1, np.nan)
+        if seen.any():
+            me[seen] = system.energy(
+                flatten_time(torch.as_tensor(mq[None, seen]), torch.as_tensor(mp[None, seen]))
+            ).numpy()
+        xy = padded(out.positions[0]) * system.view_extent()  # image [-1, 1] spans [-extent, extent]
+        positions = np.concatenate([xy, np.zeros((*xy.shape[:-1], 1))], axis=-1)
         energy = ledger = residual_power = None
         if traj.energy:
             energy = {key: padded(v[0]) for key, v in traj.energy.items()}
@@ -280,12 +304,32 @@ class Scene:
             residual_power = padded(traj.power["residual"][0])
         return SceneResult(
             t=t, actions=u, truth_q=tq, truth_p=tp, truth_energy=te, model_q=mq, model_p=mp,
-            model_true_energy=np.full(spec.steps + 1, np.nan), error=error, vpt=None, model_energy=energy,
-            model_ledger=ledger, residual_power=residual_power, finite=bool(np.isfinite(mq[k - 1 :]).all()),
+            model_true_energy=me, error=error, vpt=None, model_energy=energy,
+            model_ledger=ledger, residual_power=residual_power, finite=bool(np.isfinite(lq[k - 1 :]).all()),
             entity_names=system.entity_names(), system_title=system.title, dt=float(t[1] - t[0]),
-            extras={"sidecar": side} if has_sidecar else {}, latent=True, context=k - 1,
-            truth_frames=truth_frames, model_frames=model_frames,
+            extras={"sidecar": side} if has_sidecar else {}, model_positions=positions, reads_frames=True,
+            context=k - 1, truth_frames=truth_frames, model_frames=model_frames, latent_q=lq, latent_p=lp,
+            alignment=align,
         )  # fmt: skip
+
+    def alignment(self, spec: SceneSpec, size: int) -> Alignment:
+        """The pixel model's latent -> the system's (q, p), fitted on its readings of true frames of
+        the system (ALIGNMENT_TRAJECTORIES fresh runs, not this scene's): a property of the model and
+        the system, recomputed only when either changes (a model in training changes its weights)."""
+        model = self.model
+        assert model is not None
+        system = self.system(spec)
+        key = (repr(system), size, id(model), model.dt, tuple(p._version for p in model.parameters()))
+        if key != self._alignment_key or self._alignment is None:
+            data = simulate(system, ALIGNMENT_TRAJECTORIES, ALIGNMENT_POINTS, dt=model.dt, frame_size=size,
+                            seed=ALIGNMENT_SEED)  # fmt: skip
+            read = model.read_states(torch.as_tensor(data.frames))  # type: ignore[attr-defined]
+            n = ALIGNMENT_TRAJECTORIES * ALIGNMENT_POINTS
+            rq, rp = (x.double().numpy().reshape(n, *x.shape[2:]) for x in read)
+            tq, tp = (x.reshape(n, *x.shape[2:]) for x in (data.q, data.p))
+            self._alignment = Alignment.fit(rq, rp, tq, tp, model.angular)
+            self._alignment_key = key
+        return self._alignment
 
     def rendered(self, spec: SceneSpec, size: int) -> np.ndarray:
         """The true trajectory drawn by the system's renderer, (T+1, size, size, 3) uint8 (cached)."""
@@ -325,11 +369,15 @@ class Scene:
 
         Other coordinates stay at `at` = (q, p) (E, D). `extent` = (q_lo, q_hi, p_lo, p_hi).
         Returns 'H' (levels_n, levels_n) or None (no energy), and arrow start points and the
-        displacement per unit time of one model step (works for every model kind).
+        displacement per unit time of one model step (works for every model kind). The plane is in
+        the system's coordinates; a pixel model's latent is reached through the last run's alignment.
         """
         model = self.model
         if model is None:
             raise ValueError("the phase plane needs a model")
+        align = self._alignment if model.sees_pixels else None
+        if model.sees_pixels and align is None:
+            raise ValueError("run the scene before asking for a pixel model's phase plane")
         q_lo, q_hi, p_lo, p_hi = extent
 
         def states(n: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]:
@@ -338,6 +386,8 @@ class Scene:
             p = np.repeat(at[1][None], n * n, axis=0)
             q[:, entity, coord] = gq.ravel()
             p[:, entity, coord] = gp.ravel()
+            if align is not None:
+                q, p = align.invert(q, p)
             return torch.as_tensor(q, dtype=torch.float32), torch.as_tensor(p, dtype=torch.float32), gq, gp
 
         h = None
@@ -349,10 +399,13 @@ class Scene:
         if u is not None and model.action_dim:
             actions = torch.as_tensor(np.repeat(u[None, None], q.shape[0], axis=0), dtype=torch.float32)
         q1, p1, _ = model.rollout_data(q, p, actions, 1, fused=True)
-        dq = (q1[:, 1, entity, coord] - q[:, entity, coord]).numpy()
+        q0, p0, q1, p1 = q.double().numpy(), p.double().numpy(), q1[:, 1].double().numpy(), p1[:, 1].double().numpy()
+        if align is not None:  # the step in the system's coordinates
+            (q0, p0), (q1, p1) = align.apply(q0, p0), align.apply(q1, p1)
+        dq = q1[:, entity, coord] - q0[:, entity, coord]
         if model.angular:
             dq = np.arctan2(np.sin(dq), np.cos(dq))
-        dp = (p1[:, 1, entity, coord] - p[:, entity, coord]).numpy()
+        dp = p1[:, entity, coord] - p0[:, entity, coord]
         return {"H": h, "q": gq.ravel(), "p": gp.ravel(), "dq": dq / model.dt, "dp": dp / model.dt}
 
     # --- frames ----------------------------------------------------------------------------------

@@ -184,13 +184,12 @@ def test_a_pixel_model_shows_decoded_video_and_its_latent(served, browser) -> No
     errors: list[str] = []
     page, studio = _session(served, browser, errors)
     selects = page.locator("select")
-    selects.nth(0).select_option("spring")  # System
-    _wait(lambda: studio.system == "spring")
-    page.get_by_text("Mass-spring oscillator").first.wait_for()
+    selects.nth(0).select_option("two_body")  # System
+    _wait(lambda: studio.system == "two_body")
     label = next(o for o in studio.param.model_name.objects if o.startswith("hwm-pixels"))
     selects.nth(1).select_option(label=label)  # Model
-    _wait(lambda: studio.result is not None and studio.result.latent, timeout=60)
-    page.get_by_text("inferred latent").first.wait_for()
+    _wait(lambda: studio.result is not None and studio.result.reads_frames, timeout=60)
+    page.get_by_text("aligned on its readings").first.wait_for()
     page.get_by_text("pixel MSE").first.wait_for()
     page.wait_for_timeout(1500)
     assert studio.video.source.data["image"][1].shape == (32, 32)  # the model's own 32x32 frames

@@ -174,23 +174,31 @@ def test_a_workspace_data_file_trains(studio) -> None:
     studio._poll = None
 
 
-def test_a_pixel_model_shows_its_decoded_frames_and_inferred_latent(studio) -> None:
-    studio.system = "spring"
+def test_a_pixel_model_shows_its_decoded_frames_and_its_latent_over_the_truth(studio) -> None:
+    studio.system = "pendulum"
     pixel = [o for o in studio.param.model_name.objects if o.startswith("hwm-pixels")]
-    assert pixel, "the HGN mass-spring pixel model is offered for the spring"
+    assert pixel, "the HGN pendulum pixel model is offered for the pendulum"
     studio.model_name = pixel[0]
     r = studio.result
-    assert r.latent
+    assert r.reads_frames
     assert r.vpt is None
     assert r.context == 2
     k = r.context
-    # the phase portrait is the model's own latent trajectory (no truth: other coordinates)
-    assert len(studio.phase.truth.data["q"]) == 0
+    # the phase portrait draws the truth, and the model's latent through the map fitted on its
+    # readings of the true frames: its predicted angle follows the true one
+    np.testing.assert_array_equal(studio.phase.truth.data["q"], r.truth_q[:, 0, 0])
     np.testing.assert_array_equal(studio.phase.model.data["q"], r.model_q[:, 0, 0])
     assert np.isnan(r.model_q[:k]).all()
     assert np.isfinite(r.model_q[k:]).all()
+    gap = np.arctan2(
+        np.sin(r.model_q[k : k + 20] - r.truth_q[k : k + 20]), np.cos(r.model_q[k : k + 20] - r.truth_q[k : k + 20])
+    )
+    assert np.abs(gap).max() < 0.2
     assert len(studio.phase.arrows.data["x0"]) > 0
-    assert "latent" in studio.phase.figure.title.text
+    assert "aligned" in studio.phase.figure.title.text
+    # its bodies in the 3D view are where its decoder draws them, beside the truth's
+    bob = get_system("pendulum").positions(torch.as_tensor(r.truth_q[k : k + 20])).numpy()
+    assert np.abs(r.model_positions[k : k + 20] - bob).max() < 0.2
     # the video shows truth | decoded | error at the model's own frame size; the error is computed
     studio.frame = 40
     truth, _decoded, _err = studio.video.source.data["image"]
@@ -206,7 +214,7 @@ def test_a_pixel_model_shows_its_decoded_frames_and_inferred_latent(studio) -> N
     # the unstructured pixel baseline, picked with it, compares like with like
     assert studio.baseline_name.startswith("mlp-pixels")
     assert studio.baseline is not None
-    assert studio.baseline.latent
+    assert studio.baseline.reads_frames
     assert len(studio.metrics.other.data["error"]) == studio.steps + 1
 
 
@@ -226,7 +234,6 @@ def test_plan_draws_candidates_elites_and_the_chosen_future(studio) -> None:
     assert np.abs(drawn.actions).max() <= bound + 1e-9
     assert np.isfinite(drawn.best_cost)
     # a pixel model is refused with a reason, not planned with
-    studio.system = "spring"
     studio.model_name = next(o for o in studio.param.model_name.objects if o.startswith("hwm-pixels"))
     assert plan.plan() is None
     assert "state model" in plan.status.object

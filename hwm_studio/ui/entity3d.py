@@ -42,7 +42,6 @@ class EntityView3D(pn.viewable.Viewer):
         e = system.n_entities
         radii = system.entity_radii()
         self._actors = {"truth": [], "model": []}
-        self._model_props: list = []  # every actor drawing the model (spheres, trails, rods)
         self._meshes = {"truth_trail": [], "model_trail": [], "truth_rod": [], "model_rod": []}
         for who, colour, opacity in (("truth", "#333333", 1.0), ("model", "#D55E00", 0.55)):
             for i in range(e):
@@ -50,15 +49,11 @@ class EntityView3D(pn.viewable.Viewer):
                 self._actors[who].append(p.add_mesh(sphere, color=colour, opacity=opacity, smooth_shading=True))
                 trail = pv.lines_from_points(np.zeros((TRAIL, 3)))
                 self._meshes[f"{who}_trail"].append(trail)
-                props = [self._actors[who][-1], p.add_mesh(trail, color=colour, opacity=0.5 * opacity, line_width=2)]
-                if who == "model":
-                    self._model_props += props
+                p.add_mesh(trail, color=colour, opacity=0.5 * opacity, line_width=2)
             for _ in system.links():
                 rod = pv.Line((0, 0, 0), (0, 0, 0))
                 self._meshes[f"{who}_rod"].append(rod)
-                actor = p.add_mesh(rod, color=colour, opacity=opacity, line_width=5)
-                if who == "model":
-                    self._model_props.append(actor)
+                p.add_mesh(rod, color=colour, opacity=opacity, line_width=5)
         ext = system.view_extent()
         p.add_mesh(pv.Plane(center=(0, 0, -0.05), direction=(0, 0, 1), i_size=2 * ext, j_size=2 * ext),
                    color="#eef1f4", opacity=0.6)  # fmt: skip
@@ -72,14 +67,12 @@ class EntityView3D(pn.viewable.Viewer):
             self._build(system)
             self._system_key = key
         with torch.no_grad():
-            both = torch.as_tensor(np.stack([r.truth_q, np.nan_to_num(r.model_q)]))  # (2, T+1, E, D)
-            self._positions = {"truth": system.positions(both[0]).numpy(), "model": system.positions(both[1]).numpy()}
+            truth = system.positions(torch.as_tensor(r.truth_q)).numpy()
+            model = truth if r.model_positions is None else _held(r.model_positions)
+            self._positions = {"truth": truth, "model": model}
             self._segments = {
-                "truth": system.link_segments(torch.as_tensor(self._positions["truth"])).numpy(),
-                "model": system.link_segments(torch.as_tensor(self._positions["model"])).numpy(),
+                who: system.link_segments(torch.as_tensor(pos)).numpy() for who, pos in self._positions.items()
             }
-        for actor in self._model_props:  # a pixel model's latent is not a position: not drawn here
-            actor.SetVisibility(not r.latent)
         self.set_frame(frame)
 
     def set_frame(self, frame: int) -> None:
@@ -174,3 +167,15 @@ class PlanView3D(pn.viewable.Viewer):
 
     def __panel__(self) -> pn.viewable.Viewable:
         return self.pane
+
+
+def _held(pos: np.ndarray) -> np.ndarray:
+    """Positions (T, E, 3) with rows not yet predicted (a pixel model's context: NaN) held at the first
+    predicted row, so the bodies wait where the model will start them."""
+    seen = np.isfinite(pos).all(axis=(1, 2))
+    if not seen.any():
+        return np.zeros_like(pos)
+    out = pos.copy()
+    first = int(np.argmax(seen))
+    out[:first] = pos[first]
+    return np.nan_to_num(out)

@@ -71,6 +71,7 @@ class Studio(pn.viewable.Viewer):
         self.baseline: SceneResult | None = None
         self._initial: tuple[np.ndarray, np.ndarray] | None = None
         self._job: TrainingJob | None = None
+        self._train_warning: str | None = None  # the training run's latest warning (e.g. drawing no bodies)
         self._job_system: str | None = None
         self._live_version = -1
         self._last_3d = 0.0
@@ -234,7 +235,7 @@ class Studio(pn.viewable.Viewer):
             def second_core() -> tuple[dict | None, SceneResult | None, dict | None]:
                 """Runs after the truth, while this thread rolls the model out: both phase planes
                 and the baseline's rollout (reads of the models only; their knobs are already set).
-                A pixel model's plane is its latent's: drawn around its inferred trajectory."""
+                A pixel model's plane needs its alignment, fitted in its run: drawn after it."""
                 _, u, tq, tp, _ = self.scene.truth(spec)  # just computed on this thread: cached
                 coord = min(self.coord, tq.shape[2] - 1)
                 model = self.scene.model
@@ -243,16 +244,17 @@ class Studio(pn.viewable.Viewer):
                 if base_model is None:
                     return plane, None, None
                 b = self.baseline_scene.run(base_spec, self.knobs(base_model))
-                bq, bp = (b.model_q, b.model_p) if b.latent else (tq, tp)
-                return plane, b, self._plane(self.baseline_scene, spec, bq, bp, u, entity, coord)
+                return plane, b, self._plane(self.baseline_scene, spec, tq, tp, u, entity, coord)
 
             r = self.scene.run(spec, knobs, sidecar=second_core)
             plane, b, base_plane = r.extras["sidecar"]
-            if b is not None and (b.dt != r.dt or b.latent != r.latent):  # a discrete baseline keeps its own
+            if b is not None and (
+                b.dt != r.dt or b.reads_frames != r.reads_frames
+            ):  # a discrete baseline keeps its own
                 b = base_plane = None  # step; pixel and state models' errors are different measures
             coord = min(self.coord, r.truth_q.shape[2] - 1)
-            if r.latent:
-                plane = self._plane(self.scene, spec, r.model_q, r.model_p, r.actions, entity, coord)
+            if r.reads_frames:
+                plane = self._plane(self.scene, spec, r.truth_q, r.truth_p, r.actions, entity, coord)
         except (ValueError, RuntimeError) as exc:
             self._status_pane.object = f"**Cannot roll out:** {exc}"
             return
@@ -280,8 +282,7 @@ class Studio(pn.viewable.Viewer):
     def _plane(
         self, scene: Scene, spec: SceneSpec, tq: np.ndarray, tp: np.ndarray, u: np.ndarray, entity: int, coord: int
     ) -> dict | None:
-        """The model's energy levels and flow on the plane around a trajectory (tq, tp): the true one,
-        or a pixel model's inferred latent (whose first, context steps are NaN)."""
+        """The model's energy levels and flow on the plane around the true trajectory (tq, tp)."""
         seen = np.isfinite(tq).all(axis=(1, 2)) & np.isfinite(tp).all(axis=(1, 2))
         if scene.model is None or not seen.any():
             return None
@@ -302,10 +303,11 @@ class Studio(pn.viewable.Viewer):
         what = model.describe()["kind"] if model is not None else "no model"
         text = (f"**{r.system_title}** · model **{self.model_name}** ({what}) · true H(0) = {h0:.4g} · "
                 f"{r.steps} steps of dt {r.dt:.3g}")  # fmt: skip
-        if r.latent and r.truth_frames is not None:
+        if r.reads_frames and r.truth_frames is not None:
             size = r.truth_frames.shape[1]
-            text += (f" · reads the first {r.context + 1} true {size}x{size} frames, then predicts; the phase "
-                     "portrait shows its inferred latent (q, p)")  # fmt: skip
+            text += (f" · reads the first {r.context + 1} true {size}x{size} frames, then predicts; its latent "
+                     "(q, p) is drawn in the system's coordinates through the map fitted on its readings of "
+                     "the true frames")  # fmt: skip
         return text
 
     def plan_context(self) -> PlanContext:
@@ -351,9 +353,6 @@ class Studio(pn.viewable.Viewer):
         """A click on the phase plane moves that entity coordinate's initial (q0, p0)."""
         if self.result is None or event.x is None or event.y is None:
             return
-        if self.result.latent:  # the plane is the pixel model's latent, not the system's (q, p)
-            self._status_pane.object = "This plane is the pixel model's latent: move the start with the seed."
-            return
         q0, p0 = self.result.truth_q[0].copy(), self.result.truth_p[0].copy()
         entity = self.param.entity.objects.index(self.entity)
         coord = min(self.coord, q0.shape[1] - 1)
@@ -380,6 +379,7 @@ class Studio(pn.viewable.Viewer):
             cfg = TrainConfig(steps=int(self._train_steps.value), lr=float(self._train_lr.value), val_every=50,
                               device="cpu", seed=self.seed)  # fmt: skip
             job = TrainingJob(data, self._train_kind.value, cfg)
+            self._train_warning = None
         except (DataFormatError, WorkspaceError, ValueError) as exc:
             self.train_status.object = f"**Cannot train on this data:** {exc}"
             return
@@ -409,9 +409,16 @@ class Studio(pn.viewable.Viewer):
             self._val_src.stream({"step": [e["step"] for e in vals], "val": [e["val_rollout_mse"] for e in vals]})
         if steps and not job.paused:
             self.train_status.object = f"Training… step {steps[-1]['step']}, loss {steps[-1]['loss']:.3g}"
+        warned = [e["warning"] for e in vals if e.get("warning")]
+        if vals:
+            self._train_warning = warned[-1] if warned else None
+        if self._train_warning and job.alive:
+            self.train_status.object += f"  \n**Warning:** {self._train_warning}"
         for e in events:
             if e["event"] == "end":
                 self.train_status.object = f"Training {e['status']} after {e['steps_done']} steps. {e['message']}"
+                if self._train_warning:
+                    self.train_status.object += f"  \n**Warning:** {self._train_warning}"
             elif e["event"] == "error":
                 self.train_status.object = f"**Training failed:** {e['message']}"
         version, _ = job.latest_weights()

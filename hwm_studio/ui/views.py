@@ -44,8 +44,8 @@ def _empty(keys: tuple[str, ...]) -> dict[str, list]:
 class PhaseView(pn.viewable.Viewer):
     """q vs p of one entity coordinate: truth, model, the model's H levels and one-step flow.
 
-    For a pixel model the plane is its latent: its inferred (q, p) trajectory, energy levels and
-    flow, without the truth (which lives in other coordinates).
+    A pixel model's latent is drawn through its alignment to the system's coordinates (fitted on
+    its readings of the true frames), so its prediction lies over the true portrait.
     """
 
     def __init__(self, title: str = "Phase portrait", model_colour: str = MODEL, **params: object) -> None:
@@ -77,16 +77,11 @@ class PhaseView(pn.viewable.Viewer):
 
     def update(self, r: SceneResult, entity: int, coord: int, plane: dict | None, frame: int) -> None:
         fig = self.figure
-        if r.latent:
-            self.truth.data = _empty(("q", "p"))
-            self.start.data = _empty(("q", "p"))
-            fig.title.text = f"{self.title}: the pixel model's inferred latent"
-            fig.xaxis.axis_label, fig.yaxis.axis_label = "latent q", "latent p"
-        else:
-            self.truth.data = {"q": r.truth_q[:, entity, coord], "p": r.truth_p[:, entity, coord]}
-            self.start.data = {"q": [r.truth_q[0, entity, coord]], "p": [r.truth_p[0, entity, coord]]}
-            fig.title.text = self.title
-            fig.xaxis.axis_label, fig.yaxis.axis_label = "q", "p"
+        self.truth.data = {"q": r.truth_q[:, entity, coord], "p": r.truth_p[:, entity, coord]}
+        self.start.data = {"q": [r.truth_q[0, entity, coord]], "p": [r.truth_p[0, entity, coord]]}
+        fig.title.text = (
+            f"{self.title} (pixel model: its latent, aligned on its readings)" if r.reads_frames else self.title
+        )
         self.model.data = {"q": r.model_q[:, entity, coord], "p": r.model_p[:, entity, coord]}
         self.set_frame(r, entity, coord, frame)
         if plane is None:
@@ -109,9 +104,6 @@ class PhaseView(pn.viewable.Viewer):
 
     def set_frame(self, r: SceneResult, entity: int, coord: int, frame: int) -> None:
         i = int(np.clip(frame, 0, r.steps))
-        if r.latent:
-            self.now.data = {"q": [r.model_q[i, entity, coord]], "p": [r.model_p[i, entity, coord]], "who": [MODEL]}
-            return
         self.now.data = {
             "q": [r.truth_q[i, entity, coord], r.model_q[i, entity, coord]],
             "p": [r.truth_p[i, entity, coord], r.model_p[i, entity, coord]],
@@ -188,7 +180,7 @@ class MetricsView(pn.viewable.Viewer):
         self.summary = pn.pane.Markdown("", sizing_mode="stretch_width")
 
     def update(self, r: SceneResult, other: SceneResult | None = None, label: str = "baseline") -> None:
-        if r.latent:
+        if r.reads_frames:
             self._update_pixels(r, other, label)
             return
         self.figure.title.text = "Normalised state error vs time"
