@@ -28,7 +28,7 @@ from hwm_studio.device import resolve_device
 from hwm_studio.io import atomic_write_text
 from hwm_studio.protocols.hgn import PUBLISHED_X1E4, ROLLOUT, TASKS, dataset
 from hwm_studio.systems.render import STYLES
-from hwm_studio.training.checkpoint import load_model
+from hwm_studio.training.checkpoint import load_metrics, load_model
 from hwm_studio.training.evaluate import evaluate_pixels
 from hwm_studio.training.fit import TrainConfig
 from hwm_studio.training.run import save_eval, train_run
@@ -51,6 +51,23 @@ def _write(results: Path, report: dict) -> None:
     if results.exists():
         models = {**json.loads(results.read_text()).get("models", {}), **models}
     atomic_write_text(results, json.dumps({**report, "models": models}, indent=1) + "\n")
+
+
+def _train(a: argparse.Namespace, train: object, run: Path, kind: str) -> tuple[str, int, float, str]:
+    """Train one kind into `run` (within --budget-s if given): status, steps done, seconds, message."""
+    cfg = TrainConfig(steps=a.steps, lr=a.lr, batch_size=a.batch_size, horizon=a.horizon,
+                      val_every=max(1, a.steps // 10), device=a.device, seed=0)  # fmt: skip
+    options = CONSERVATIVE if kind == "hwm-pixels" and a.structure == "conservative" else {}
+    stop = threading.Event()
+    timer = threading.Timer(a.budget_s, stop.set) if a.budget_s else None
+    if timer is not None:
+        timer.start()
+    t0 = time.perf_counter()
+    _, result, _ = train_run(train, run, kind, cfg, val_fraction=0.1, model_options=options, stop=stop,  # type: ignore[arg-type]
+                             source={"hgn": a.task})  # fmt: skip
+    if timer is not None:
+        timer.cancel()
+    return result.status, result.steps_done, round(time.perf_counter() - t0, 1), result.message
 
 
 def main() -> int:
@@ -77,6 +94,8 @@ def main() -> int:
         default=None,
         help="stop each model's training after this many seconds (keeps its best weights so far)",
     )
+    ap.add_argument("--score-only", action="store_true",
+                    help="score the runs in --out again with the current evaluation, without training")  # fmt: skip
     ap.add_argument("--style", choices=list(STYLES), default="default", help="how the frames are drawn")
     ap.add_argument("--results", default=None, help="results JSON (default: benchmarks/results/hgn_<task>.json)")
     a = ap.parse_args()
@@ -104,28 +123,26 @@ def main() -> int:
     }
     suffix = "" if a.style == "default" else f"_{a.style}"
     results = Path(a.results) if a.results else ROOT / "results" / f"hgn_{a.task}{suffix}.json"
+    earlier = json.loads(results.read_text()).get("models", {}) if results.exists() else {}
+    settings = {k: v for k, v in vars(a).items() if k not in ("out", "kinds", "score_only")}
     for kind in a.kinds:
         run = out_root / kind
-        cfg = TrainConfig(steps=a.steps, lr=a.lr, batch_size=a.batch_size, horizon=a.horizon,
-                          val_every=max(1, a.steps // 10), device=a.device, seed=0)  # fmt: skip
-        options = CONSERVATIVE if kind == "hwm-pixels" and a.structure == "conservative" else {}
-        stop = threading.Event()
-        timer = threading.Timer(a.budget_s, stop.set) if a.budget_s else None
-        if timer is not None:
-            timer.start()
-        t0 = time.perf_counter()
-        model, result, _ = train_run(train, run, kind, cfg, val_fraction=0.1, model_options=options, stop=stop,
-                                     source={"hgn": a.task})  # fmt: skip
-        if timer is not None:
-            timer.cancel()
-        seconds = time.perf_counter() - t0
+        if a.score_only:  # what training did is in the run's own metrics
+            done = load_metrics(run)
+            status, steps_done, seconds, message = (
+                done[k] for k in ("status", "steps_done", "train_seconds", "message")
+            )
+            settings = earlier.get(kind, {}).get("settings", settings)
+            seconds = earlier.get(kind, {}).get("train_seconds", seconds)  # as timed when it trained
+        else:
+            status, steps_done, seconds, message = _train(a, train, run, kind)
         model = load_model(run, device)  # exactly what was saved
         score, _, _ = evaluate_pixels(model, test, ROLLOUT)
         long_score, _, _ = evaluate_pixels(model, long_test, a.long * ROLLOUT)
         entry = {
-            "settings": {k: v for k, v in vars(a).items() if k not in ("out", "kinds")},
-            "status": result.status,
-            "steps_done": result.steps_done,
+            "settings": settings,
+            "status": status,
+            "steps_done": steps_done,
             "train_seconds": round(seconds, 1),
             "pixel_mse_x1e4": score["pixel_mse"] * 1e4,
             "reconstruction_mse_x1e4": score["reconstruction_mse"] * 1e4,
@@ -134,11 +151,11 @@ def main() -> int:
         }
         report["models"][kind] = entry
         long_end = entry["long_curve_x1e4"][-1]
-        print(f"{kind}: {result.status} in {seconds:.0f} s; pixel MSE x1e-4 over {ROLLOUT} steps: "
+        print(f"{kind}: {status} in {seconds:.0f} s; pixel MSE x1e-4 over {ROLLOUT} steps: "
               f"{entry['pixel_mse_x1e4']:.2f} (at {a.long * ROLLOUT} steps: {long_end:.2f}); latent "
               f"{score['latent']['metric']} {score['latent']['value']:.4f}")  # fmt: skip
-        if a.assets and result.status != "completed":
-            print(f"{kind}: not stored as an asset ({result.status}: {result.message})")
+        if a.assets and status != "completed":
+            print(f"{kind}: not stored as an asset ({status}: {message})")
         elif a.assets:
             dest = asset_dir(a.task, kind)
             record = {"task": a.task, "test": score, "test_seed": 1, "context": CONTEXT, "test_trajectories": a.test}

@@ -21,6 +21,7 @@ from hwm_studio.models.pixel.alignment import Alignment, affine_r2, circular_cor
 from hwm_studio.models.pixel.encoder import soft_argmax
 from hwm_studio.models.pixel.geometry import GEOMETRIES, build_geometry
 from hwm_studio.protocols.hgn import dataset
+from hwm_studio.state import PhaseState
 from hwm_studio.systems import get_system
 from hwm_studio.systems.render import STYLES
 from hwm_studio.training.evaluate import evaluate_pixels
@@ -141,7 +142,7 @@ def test_shapes_for_one_and_several_entities(kind: str, system: str) -> None:
     assert out.trajectory.q.shape == (6, 6, e, d)
     assert out.positions.shape == (6, 6, e, 2)
     assert out.context_positions.shape == (6, 3, e, 2)
-    assert 0 <= float(out.frames.min()) <= float(out.frames.max()) <= 1
+    assert 0 <= float(out.frames.detach().min()) <= float(out.frames.detach().max()) <= 1
     # the decoder draws each entity from its own q: moving one entity changes the picture
     q = out.trajectory.q[:, 0].clone()
     base = model.decode_frames(q)
@@ -149,17 +150,28 @@ def test_shapes_for_one_and_several_entities(kind: str, system: str) -> None:
     assert not torch.allclose(model.decode_frames(q), base)
 
 
-def test_momentum_is_the_models_mass_times_the_read_velocity() -> None:
-    """p = M dq/dt from the readings' backward difference, through the dynamics' own masses."""
-    model = build_model(config_from_data(_frames_data("spring", size=32), "hwm-pixels"))
+def test_momentum_is_the_models_own_motion_through_the_readings() -> None:
+    """In free flight p = M dq/dt exactly, through the dynamics' own masses; with forces, readings of
+    the model's own rollout give back the model's own state at the last context frame."""
+    model = build_model(config_from_data(_frames_data("spring", size=32), "hwm-pixels", dissipation="none",
+                                         residual=False))  # fmt: skip
+    kinetic, potential = model.dynamics.field.hamiltonian.terms[:2]
     with torch.no_grad():
-        model.dynamics.field.hamiltonian.terms[0].raw.fill_(math.log(math.expm1(0.5)))  # A = M^-1 = 0.25
-    q = torch.tensor([0.1, 0.3, 0.6])[None, :, None, None]  # (B, k, E, D)
-    xy = model.positions(q)
-    z = model.state_from_positions(xy)
-    velocity = (3 * (0.6 - 0.3) - (0.3 - 0.1)) / (2 * model.dt)
-    torch.testing.assert_close(z.q, torch.tensor([[[0.6]]]))
-    torch.testing.assert_close(z.p, torch.tensor([[[velocity / 0.25]]]), rtol=1e-3, atol=1e-4)
+        kinetic.raw.fill_(math.log(math.expm1(0.5)))  # A = M^-1 = 0.25
+        saved = potential.net.out.weight.clone()
+        potential.net.out.weight.zero_()  # no force
+    q = torch.tensor([0.1, 0.3, 0.5])[None, :, None, None]  # (B, k, E, D): constant velocity
+    z = model.state_from_positions(model.positions(q))
+    torch.testing.assert_close(z.q, torch.tensor([[[0.5]]]), atol=1e-5, rtol=0)
+    a = float(kinetic.inverse_mass().detach())  # 0.25, up to the 1e-4 floor on the Cholesky diagonal
+    torch.testing.assert_close(z.p.detach(), torch.tensor([[[0.2 / model.dt / a]]]), atol=1e-4, rtol=1e-5)
+    with torch.no_grad():
+        potential.net.out.weight.copy_(saved)
+        start = PhaseState(torch.tensor([[[0.4]]]), torch.tensor([[[1.5]]]))
+        own = model.dynamics.rollout_latent(start, None, 2)
+        z = model.state_from_positions(model.positions(own.q))
+    torch.testing.assert_close(z.q, own.q[:, -1], atol=1e-4, rtol=0)
+    torch.testing.assert_close(z.p, own.p[:, -1], atol=1e-3, rtol=0)
 
 
 def test_alignment_measures() -> None:

@@ -145,7 +145,9 @@ def latent_alignment(model: WorldModel, data: TrajectoryData, batch: int = 256) 
 
     Angular geometry: the circular correlation per entity (sign-free: its absolute value; the
     smallest over entities is `value`); otherwise the R^2 of an affine map from all entities' true
-    q to all inferred q jointly (so a relabelling of entities is an affine map too).
+    q to all inferred q jointly (so a relabelling of entities is an affine map too). When the data
+    names a known system, frames where a body's centre is outside the picture (an escaping orbit)
+    are left out: no reading of that frame can see it; `in_view` is the share of frames kept.
     """
     if data.frames is None:
         raise ValueError("latent alignment reads the data's frames; the data has none")
@@ -157,11 +159,23 @@ def latent_alignment(model: WorldModel, data: TrajectoryData, batch: int = 256) 
         qs.append(model.geometry.from_image(xy).double().cpu().numpy())  # type: ignore[attr-defined]
     inferred = np.concatenate(qs)  # (N*T, E, D)
     true = data.q.reshape(-1, *data.q.shape[2:])
+    seen = np.ones(len(true), dtype=bool)
+    if data.system_name in system_names():
+        system = get_system(data.system_name, **data.meta["params"])
+        pos = system.positions(torch.as_tensor(true)).numpy()[..., :2]  # (N*T, E, 2)
+        seen = (np.abs(pos) < system.view_extent()).all(axis=(1, 2))
+    true, inferred = true[seen], inferred[seen]
+    in_view = float(seen.mean())
     if model.angular:
         per_entity = [abs(circular_correlation(true[:, i, 0], inferred[:, i, 0])) for i in range(true.shape[1])]
-        return {"metric": "circular_correlation", "value": min(per_entity), "per_entity": per_entity}
+        return {
+            "metric": "circular_correlation",
+            "value": min(per_entity),
+            "per_entity": per_entity,
+            "in_view": in_view,
+        }
     value = affine_r2(true.reshape(len(true), -1), inferred.reshape(len(inferred), -1))
-    return {"metric": "affine_r2", "value": value}
+    return {"metric": "affine_r2", "value": value, "in_view": in_view}
 
 
 def evaluate_pixels(

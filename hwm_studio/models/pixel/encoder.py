@@ -48,9 +48,9 @@ class LocalisingEncoder(nn.Module):
         # (a body, not its surroundings) and cheap: this net reads every frame of every window
         self.net = nn.Sequential(
             nn.Conv2d(3, width, 5, padding=2),
-            nn.SiLU(),
+            nn.ReLU(),
             nn.Conv2d(width, width, 1),
-            nn.SiLU(),
+            nn.ReLU(),
             nn.Conv2d(width, n_entities, 1),
         ).to(memory_format=torch.channels_last)
         # the learned part starts at zero: attention starts as saliency (with the exclusions) alone,
