@@ -23,8 +23,6 @@ if TYPE_CHECKING:
 TRAIN_STEPS = 2000  # optimiser steps of `train` on simulated or file data
 ENV_TRAIN_STEPS = 1500  # with --env: final optimiser steps (Pendulum-v1: enough, measured)
 TRAIN_HORIZON = 8  # final training horizon for simulated or file data
-LR, BATCH = 3e-3, 64  # Adam step and windows per step for state models
-PIXEL_LR, PIXEL_BATCH = 1e-3, 32  # for pixel models (the HGN protocol's measured setting: each window is frames)
 ENV_HORIZON = 16  # with --env: planning looks 30 steps ahead, so train on longer rollouts
 
 
@@ -134,9 +132,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help=f"optimiser steps (default {TRAIN_STEPS}; with --env {ENV_TRAIN_STEPS})")  # fmt: skip
     p.add_argument("--horizon", type=int, default=None, help="final rollout horizon of the curriculum "
                    f"(default {TRAIN_HORIZON}; with --env {ENV_HORIZON})")  # fmt: skip
-    p.add_argument("--lr", type=float, default=None, help=f"Adam step (default {LR}; pixel models {PIXEL_LR})")
+    p.add_argument("--lr", type=float, default=None, help="Adam step (default 3e-3; pixel models 1e-3)")
     p.add_argument("--batch-size", type=int, default=None,
-                   help=f"windows per step (default {BATCH}; pixel models {PIXEL_BATCH})")  # fmt: skip
+                   help="windows per step (default 64; pixel models 32)")  # fmt: skip
     p.add_argument("--residual-weight", type=float, default=1.0, help="lambda of the residual penalty")
     p.add_argument("--observation", default="canonical", choices=list(CODERS), help="how the data is observed")
     p.add_argument("--val-fraction", type=float, default=0.2, help="share of trajectories held out")
@@ -203,12 +201,11 @@ def _train(a: argparse.Namespace) -> int:
 
 
 def _train_config(a: argparse.Namespace) -> TrainConfig:
-    from hwm_studio.models import PIXEL_MODELS
-    from hwm_studio.training.fit import TrainConfig
+    from hwm_studio.training.fit import TrainConfig, kind_defaults
 
-    pixels = a.model in PIXEL_MODELS
-    lr = a.lr if a.lr is not None else (PIXEL_LR if pixels else LR)
-    batch = a.batch_size if a.batch_size is not None else (PIXEL_BATCH if pixels else BATCH)
+    lr, batch = kind_defaults(a.model)
+    lr = a.lr if a.lr is not None else lr
+    batch = a.batch_size if a.batch_size is not None else batch
     return TrainConfig(steps=a.steps, lr=lr, batch_size=batch, horizon=a.horizon,
                        residual_weight=a.residual_weight, seed=a.seed, device=a.device)  # fmt: skip
 

@@ -279,7 +279,7 @@ def test_pixel_models_need_frames_and_a_geometry() -> None:
 def test_cli_simulates_trains_evaluates_and_renders_a_pixel_model(tmp_path, capsys) -> None:
     data_path, test_path, run = tmp_path / "d.npz", tmp_path / "t.npz", tmp_path / "run"
     for path, seed in ((data_path, 0), (test_path, 1)):
-        assert main(["simulate", "--system", "pendulum", "--frames", "16", "--trajectories", "6", "--steps", "12",
+        assert main(["simulate", "--system", "pendulum", "--frames", "16", "--trajectories", "6", "--steps", "13",
                      "--dt", "0.1", "--seed", str(seed), "--out", str(path)]) == 0  # fmt: skip
     assert main(["train", "--data", str(data_path), "--model", "hwm-pixels", "--steps", "4",
                  "--batch-size", "4", "--horizon", "3", "--out", str(run)]) == 0  # fmt: skip

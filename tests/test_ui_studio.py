@@ -218,6 +218,31 @@ def test_a_pixel_model_shows_its_decoded_frames_and_its_latent_over_the_truth(st
     assert len(studio.metrics.other.data["error"]) == studio.steps + 1
 
 
+def test_the_train_tab_offers_pixel_kinds_and_shows_a_runs_warning(studio) -> None:
+    """A training run whose model draws only the background says so in the Train tab."""
+    assert {"hwm-pixels", "mlp-pixels"} <= set(studio._train_kind.options)
+    studio._train_kind.value = "hwm-pixels"  # the learning rate follows the kind's default
+    assert studio._train_lr.value == pytest.approx(1e-3)
+    studio._train_kind.value = "hwm"
+    assert studio._train_lr.value == pytest.approx(3e-3)
+
+    class StuckJob:  # the events a TrainingJob of a stuck pixel model streams
+        alive, paused = True, False
+
+        def drain(self) -> list[dict]:
+            return [{"event": "step", "step": 50, "loss": 0.01},
+                    {"event": "validation", "step": 50, "val_rollout_mse": 0.005,
+                     "warning": "the model draws little more than the background"}]  # fmt: skip
+
+        def latest_weights(self) -> tuple[int, None]:
+            return 0, None
+
+    studio._job = StuckJob()
+    studio.poll_training()
+    assert "Warning:** the model draws little more than the background" in studio.train_status.object
+    studio._job = None
+
+
 def test_plan_draws_candidates_elites_and_the_chosen_future(studio) -> None:
     """Plan: candidates (a drawn subset), elites and the chosen plan's predicted future, all from
     the planner's own rollouts in the selected model, starting at the true state of the frame."""

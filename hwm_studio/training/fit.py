@@ -29,6 +29,7 @@ from torch import Tensor
 
 from hwm_studio.data.format import TrajectoryData
 from hwm_studio.device import resolve_device
+from hwm_studio.models import PIXEL_MODELS
 from hwm_studio.models.base import WorldModel
 from hwm_studio.training.windows import SeriesTensors, sample_windows, to_series
 
@@ -68,6 +69,16 @@ class FitResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     message: str = ""
     seconds: float = 0.0
+
+
+# (lr, batch size) the CLI and the studio start a kind from: pixel windows are stacks of frames, and
+# the HGN protocol measured its pixel figures at this setting (benchmarks/hgn.py)
+STATE_DEFAULTS, PIXEL_DEFAULTS = (3e-3, 64), (1e-3, 32)
+
+
+def kind_defaults(kind: str) -> tuple[float, int]:
+    """The learning rate and batch size a model kind trains with unless told otherwise."""
+    return PIXEL_DEFAULTS if kind in PIXEL_MODELS else STATE_DEFAULTS
 
 
 def seed_everything(seed: int) -> None:

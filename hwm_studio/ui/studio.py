@@ -25,12 +25,12 @@ from bokeh.models import ColumnDataSource
 from bokeh.plotting import figure
 
 from hwm_studio.data.format import DataFormatError
-from hwm_studio.models import WorldModel
+from hwm_studio.models import PIXEL_MODELS, STATE_MODELS, WorldModel
 from hwm_studio.physics.integrators import INTEGRATORS
 from hwm_studio.pretrained import RECIPES, available, pixel_assets, run_dir
 from hwm_studio.scene import SCHEDULES, ActionSchedule, Scene, SceneResult, SceneSpec, with_initial
 from hwm_studio.training.checkpoint import CheckpointError, load_model, read_config
-from hwm_studio.training.fit import TrainConfig
+from hwm_studio.training.fit import TrainConfig, kind_defaults
 from hwm_studio.training.job import TrainingJob
 from hwm_studio.training.run import system_dataset
 from hwm_studio.ui.plan import PlanContext, PlanPanel
@@ -372,13 +372,15 @@ class Studio(pn.viewable.Viewer):
             return
         try:
             source = self._train_source.value
-            if source == "simulate the selected system":
-                data = system_dataset(self.system, trajectories=48, points=60, seed=self.seed)
+            kind = self._train_kind.value
+            if source == "simulate the selected system":  # pixel kinds learn from its frames, drawn at 32 x 32
+                data = system_dataset(self.system, trajectories=48, points=60, seed=self.seed,
+                                      frame_size=32 if kind in PIXEL_MODELS else None)  # fmt: skip
             else:
                 data = self.workspace.load_data(source)
             cfg = TrainConfig(steps=int(self._train_steps.value), lr=float(self._train_lr.value), val_every=50,
-                              device="cpu", seed=self.seed)  # fmt: skip
-            job = TrainingJob(data, self._train_kind.value, cfg)
+                              batch_size=kind_defaults(kind)[1], device="cpu", seed=self.seed)  # fmt: skip
+            job = TrainingJob(data, kind, cfg)
             self._train_warning = None
         except (DataFormatError, WorkspaceError, ValueError) as exc:
             self.train_status.object = f"**Cannot train on this data:** {exc}"
@@ -506,9 +508,11 @@ class Studio(pn.viewable.Viewer):
         # training controls
         files = ["simulate the selected system", *self.workspace.data_files()]
         self._train_source = pn.widgets.Select(label="Data", options=files, width=260)
-        self._train_kind = pn.widgets.Select(label="Model kind", options=["hwm", "mlp", "node", "hnn"], width=260)
+        self._train_kind = pn.widgets.Select(label="Model kind", options=[*STATE_MODELS, *PIXEL_MODELS], width=260)
         self._train_steps = pn.widgets.IntInput(label="Steps", value=600, start=10, end=100_000, width=120)
-        self._train_lr = pn.widgets.FloatInput(label="Learning rate", value=3e-3, start=1e-5, end=1.0, width=120)
+        self._train_lr = pn.widgets.FloatInput(label="Learning rate", value=kind_defaults(self._train_kind.value)[0],
+                                               start=1e-5, end=1.0, width=120)  # fmt: skip
+        self._train_kind.param.watch(lambda e: setattr(self._train_lr, "value", kind_defaults(e.new)[0]), "value")
         self._save_name = pn.widgets.TextInput(label="Save as (runs/NAME)", value="my_run", width=260)
         self._start = pn.widgets.Button(label="Start", color="primary", width=80)
         self._pause = pn.widgets.Button(label="Pause/Resume", width=110)

@@ -1,15 +1,15 @@
 """PixelWorldModel: a state world model that reads and draws frames, by composition.
 
     frames --LocalisingEncoder--> positions --geometry--> q per frame
-           q of the k context frames --finite difference--> dq/dt --the dynamics' kinetic energy--> p
+           q of the k context frames --the state whose own rollout passes through them--> (q, p)
     (q, p) --dynamics (the HWM, or the MLP baseline)--> future (q, p)
     q --geometry--> positions --SpriteDecoder--> frames
 
 The dynamics are an unchanged state model on the latent (same energies, knobs, fused rollouts,
 energy ledger); the encoder, geometry and decoder are the same for every dynamics kind, so the
-HWM-vs-MLP comparison isolates the dynamics. Momentum is p = M(q) dq/dt through the dynamics'
-own kinetic energy (identity for models without one): the latent's velocity is what the frames
-show, never a free regression.
+HWM-vs-MLP comparison isolates the dynamics. Momentum is never a free regression: it starts as
+p = M(q) dq/dt through the dynamics' own kinetic energy (identity for models without one) and is
+refined by a few Gauss-Newton steps until the model's own rollout passes closest to the k readings.
 
 Training (fit(), through the WorldModel hooks), per window of k + h frames:
     warm-up: every frame reconstructed from its own encoder positions alone (the encoder learns
