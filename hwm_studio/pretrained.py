@@ -79,6 +79,12 @@ def pixel_assets(root: Path = ASSETS) -> dict[str, dict[str, Path]]:
     return found
 
 
+def studio_systems() -> list[str]:
+    """The systems the studio offers: those with pretrained state models, then those that have
+    pretrained pixel models only (the two bodies of the HGN protocol)."""
+    return [*RECIPES, *(system for system in pixel_assets() if system not in RECIPES)]
+
+
 def available() -> dict[str, list[str]]:
     """Systems with pretrained runs on disk, and their kinds."""
     found: dict[str, list[str]] = {}

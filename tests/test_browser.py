@@ -189,7 +189,8 @@ def test_a_pixel_model_shows_decoded_video_and_its_latent(served, browser) -> No
     label = next(o for o in studio.param.model_name.objects if o.startswith("hwm-pixels"))
     selects.nth(1).select_option(label=label)  # Model
     _wait(lambda: studio.result is not None and studio.result.reads_frames, timeout=60)
-    page.get_by_text("aligned on its readings").first.wait_for()
+    # the phase portrait's title is drawn on the canvas (no DOM text): checked on the session's figure
+    _wait(lambda: "aligned on its readings" in studio.phase.figure.title.text)
     page.get_by_text("pixel MSE").first.wait_for()
     page.wait_for_timeout(1500)
     assert studio.video.source.data["image"][1].shape == (32, 32)  # the model's own 32x32 frames

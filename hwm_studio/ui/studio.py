@@ -27,7 +27,7 @@ from bokeh.plotting import figure
 from hwm_studio.data.format import DataFormatError
 from hwm_studio.models import PIXEL_MODELS, STATE_MODELS, WorldModel
 from hwm_studio.physics.integrators import INTEGRATORS
-from hwm_studio.pretrained import RECIPES, available, pixel_assets, run_dir
+from hwm_studio.pretrained import available, pixel_assets, run_dir, studio_systems
 from hwm_studio.scene import SCHEDULES, ActionSchedule, Scene, SceneResult, SceneSpec, with_initial
 from hwm_studio.training.checkpoint import CheckpointError, load_model, read_config
 from hwm_studio.training.fit import TrainConfig, kind_defaults
@@ -42,7 +42,7 @@ LIVE = "training run (live)"
 
 
 class Studio(pn.viewable.Viewer):
-    system = param.Selector(default="pendulum", objects=list(RECIPES), doc="ground-truth system")
+    system = param.Selector(default="pendulum", objects=studio_systems(), doc="ground-truth system")
     model_name = param.Selector(default="hwm", objects=["hwm"], label="Model")
     baseline_name = param.Selector(default="mlp", objects=["mlp"], label="Compare with")
     schedule = param.Selector(default="constant", objects=list(SCHEDULES), doc="action schedule")
