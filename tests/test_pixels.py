@@ -84,6 +84,28 @@ def test_calibration_finds_the_pivot_radius_and_which_link_is_which() -> None:
     assert float(geo.residual(xy).detach()) < 1e-8  # so entity 0 is the inner bob again
 
 
+def test_the_step_that_ends_the_warm_up_trains_through_a_relabelling(monkeypatch) -> None:
+    """The calibration at the end of the warm-up may swap which entity is which (encoder and decoder
+    weights rewritten in place); that step's loss must still backpropagate (it once raised)."""
+    data = _frames_data("double_pendulum", n=4, t=6, size=32)
+    model = build_model(config_from_data(data, "hwm-pixels"))
+    obs = torch.as_tensor(data.frames)
+    model.prepare_training(obs)
+    calibrate = model._calibrate
+
+    def swapped(xy):  # the warm-up found the outer bob first
+        calibrate(xy)
+        with torch.no_grad():
+            model.encoder.relabel([1, 0])
+            model.decoder.relabel([1, 0])
+
+    monkeypatch.setattr(model, "_calibrate", swapped)
+    loss, _ = model.window_loss(obs[:, :5], None, 2, progress=1.0)  # past WARMUP_MAX: calibrates now
+    assert bool(model.geometry.calibrated)
+    loss.backward()
+    assert model.encoder.net[-1].weight.grad is not None
+
+
 # --- decoder and encoder --------------------------------------------------------------------------
 @pytest.mark.parametrize("system", ["spring", "pendulum", "two_body", "double_pendulum"])
 def test_the_decoder_draws_each_body_where_q_says(system: str) -> None:

@@ -349,7 +349,11 @@ class PixelWorldModel(WorldModel):
                 empty = F.mse_loss(self.decoder.background_image().expand_as(frames), frames)
                 found = progress >= WARMUP_MIN and F.mse_loss(drawn, frames) <= FOUND_RATIO * empty
             if found or progress >= WARMUP_MAX:
-                self._calibrate(xy)
+                # relabelling entities rewrites encoder and decoder weights in place, which this
+                # step's graph has used: read and draw again on the relabelled weights
+                self._calibrate(xy.detach())
+                xy = self.encoder(frames, self.decoder.background_image())
+                loss = image_loss(self.decoder(xy, self.geometry.anchor_points(xy)), frames)
             return loss, frames.new_zeros(())
         recon = image_loss(self.decoder(xy, self.geometry.anchor_points(xy)), frames)
         read = xy.detach()
