@@ -119,6 +119,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     from hwm_studio.models.coders import CODERS
     from hwm_studio.models.pixel import GEOMETRIES
     from hwm_studio.systems import system_names
+    from hwm_studio.training.fit import PIXEL_DEFAULTS, STATE_DEFAULTS
 
     p = sub.add_parser(
         "train", help="train a world model on a system's simulated data, a trajectory file, or an environment"
@@ -132,9 +133,14 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help=f"optimiser steps (default {TRAIN_STEPS}; with --env {ENV_TRAIN_STEPS})")  # fmt: skip
     p.add_argument("--horizon", type=int, default=None, help="final rollout horizon of the curriculum "
                    f"(default {TRAIN_HORIZON}; with --env {ENV_HORIZON})")  # fmt: skip
-    p.add_argument("--lr", type=float, default=None, help="Adam step (default 3e-3; pixel models 1e-3)")
-    p.add_argument("--batch-size", type=int, default=None,
-                   help="windows per step (default 64; pixel models 32)")  # fmt: skip
+    p.add_argument("--lr", type=float, default=None,
+                   help=f"Adam step (default {STATE_DEFAULTS[0]}; pixel models {PIXEL_DEFAULTS[0]})")  # fmt: skip
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help=f"windows per step (default {STATE_DEFAULTS[1]}; pixel models {PIXEL_DEFAULTS[1]})",
+    )
     p.add_argument("--residual-weight", type=float, default=1.0, help="lambda of the residual penalty")
     p.add_argument("--observation", default="canonical", choices=list(CODERS), help="how the data is observed")
     p.add_argument("--val-fraction", type=float, default=0.2, help="share of trajectories held out")
