@@ -28,7 +28,7 @@ test: setup
 	@scripts/install-system-deps.sh egl browser
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n auto --dist loadfile  # one worker per core, a test file per worker
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -241,8 +241,8 @@ def test_learns_a_damped_pendulum_drawn_by_another_renderer() -> None:
     train = simulate(system, 96, 10, dt=0.125, damping=0.3, frame_size=32, seed=0, style=style)
     test = simulate(system, 16, 15, dt=0.125, damping=0.3, frame_size=32, seed=1, style=style)
     torch.manual_seed(0)
-    model = build_model(config_from_data(train, "hwm-pixels"))
-    fit(model, train, TrainConfig(steps=450, batch_size=16, horizon=6, lr=1e-3, val_every=0, device="cpu"))
+    model = build_model(config_from_data(train, "hwm-pixels"))  # 300 steps: ~0.25 of the mean frame's error
+    fit(model, train, TrainConfig(steps=300, batch_size=16, horizon=6, lr=1e-3, val_every=0, device="cpu"))
     score = evaluate_pixels(model, test, 12)[0]
     mean_frame = frames_to_float(torch.as_tensor(train.frames)).mean((0, 1)).numpy()
     truth = test.frames[:, 3:15].astype(np.float32) / 255
