@@ -217,15 +217,14 @@ class Scene:
             model.configure(**knobs)
         # The model needs only the initial state and the actions, not the true trajectory: when the
         # truth must be recomputed it runs on a second core meanwhile (traced graphs drop the GIL).
+        system = self.system(spec)
+        if model is not None and model.sees_pixels:  # it reads the true frames: the truth comes first
+            self._check_model(system)
+            return self._run_pixels(spec, system, sidecar)
         pending = None
         if sidecar is not None or not self._truth_cached(spec):
             pending = _TRUTH_POOL.submit(self._truth_then, spec, sidecar)
-        system = self.system(spec)
         traj = None
-        if model is not None and model.sees_pixels:  # it reads the true frames: the truth comes first
-            self._check_model(system)
-            truth, side = pending.result() if pending is not None else (self.truth(spec), None)
-            return self._run_pixels(spec, system, truth, side, sidecar is not None)
         if model is not None:
             self._check_model(system)
             dtype = torch.float32
@@ -258,23 +257,38 @@ class Scene:
             model_positions=system.positions(torch.as_tensor(np.nan_to_num(mq))).numpy(),
         )  # fmt: skip
 
-    def _run_pixels(
-        self, spec: SceneSpec, system: System, truth: tuple[np.ndarray, ...], side: Any, has_sidecar: bool
-    ) -> SceneResult:
-        """A pixel model reads the first k true frames, rolls its latent out and decodes every step."""
+    def _run_pixels(self, spec: SceneSpec, system: System, sidecar: Callable[[], Any] | None) -> SceneResult:
+        """A pixel model reads the first k true frames, rolls its latent out and decodes every step.
+
+        With a sidecar the second core computes the truth, then draws all its frames, then runs the
+        sidecar; this thread waits for the truth only, draws the k frames the model reads itself
+        (the same bytes: frames are drawn independently) and predicts while the rest are drawn."""
         model = self.model
         assert model is not None
-        t, u, tq, tp, te = truth
         k, size = model.config.context_frames, model.config.frame_size
         if spec.steps < k:
             raise ValueError(f"the {model.kind} model reads {k} frames before predicting: use >= {k} steps")
-        truth_frames = self.rendered(spec, size)
+        if sidecar is None:  # on its own (or as another scene's sidecar, on the second core already)
+            t, u, tq, tp, te = self.truth(spec)
+            truth_frames: np.ndarray | None = self.rendered(spec, size)
+            frames_job = side_job = None
+            seen_frames = truth_frames[:k]
+        else:
+            truth_job = _TRUTH_POOL.submit(self.truth, spec)
+            frames_job = _TRUTH_POOL.submit(self.rendered, spec, size)
+            side_job = _TRUTH_POOL.submit(sidecar)
+            t, u, tq, tp, te = truth_job.result()
+            truth_frames = None
+            seen_frames = system.render(torch.as_tensor(tq[:k]), size=size).numpy()
         horizon = spec.steps - (k - 1)
         actions = torch.as_tensor(u[None], dtype=torch.float32) if system.action_dim and np.any(u != 0) else None
         has_energy = model.hamiltonian_field is not None
-        out = model.predict_frames(torch.as_tensor(truth_frames[None, :k]), actions, horizon, fused=True,  # type: ignore[attr-defined]
+        out = model.predict_frames(torch.as_tensor(seen_frames[None]), actions, horizon, fused=True,  # type: ignore[attr-defined]
                                    record_energy=has_energy)  # fmt: skip
         traj = out.trajectory
+        if frames_job is not None:
+            truth_frames = frames_job.result()
+        assert truth_frames is not None
 
         def padded(x: torch.Tensor | np.ndarray) -> np.ndarray:  # (horizon + 1, ...) from time k-1 -> (T+1, ...)
             x = x.double().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=np.float64)
@@ -302,12 +316,13 @@ class Scene:
             energy = {key: padded(v[0]) for key, v in traj.energy.items()}
             ledger = {key: padded(v[0]) for key, v in traj.ledger.items()}
             residual_power = padded(traj.power["residual"][0])
+        extras = {} if side_job is None else {"sidecar": side_job.result()}
         return SceneResult(
             t=t, actions=u, truth_q=tq, truth_p=tp, truth_energy=te, model_q=mq, model_p=mp,
             model_true_energy=me, error=error, vpt=None, model_energy=energy,
             model_ledger=ledger, residual_power=residual_power, finite=bool(np.isfinite(lq[k - 1 :]).all()),
             entity_names=system.entity_names(), system_title=system.title, dt=float(t[1] - t[0]),
-            extras={"sidecar": side} if has_sidecar else {}, model_positions=positions, reads_frames=True,
+            extras=extras, model_positions=positions, reads_frames=True,
             context=k - 1, truth_frames=truth_frames, model_frames=model_frames, latent_q=lq, latent_p=lp,
             alignment=align,
         )  # fmt: skip
@@ -332,10 +347,12 @@ class Scene:
         return self._alignment
 
     def rendered(self, spec: SceneSpec, size: int) -> np.ndarray:
-        """The true trajectory drawn by the system's renderer, (T+1, size, size, 3) uint8 (cached)."""
+        """The true trajectory drawn by the system's renderer, (T+1, size, size, 3) uint8; cached,
+        and drawn once for the scenes that share a truth."""
+        if self._truth_from is not None:
+            return self._truth_from.rendered(replace(spec, dt=self.dt(spec)), size)
         _, _, tq, _, _ = self.truth(spec)
-        owner = self._truth_from or self
-        key = (owner._truth_key, size)
+        key = (self._truth_key, size)
         if key != self._frames_key:
             self._frames = self.system(spec).render(torch.as_tensor(tq), size=size).numpy()
             self._frames_key = key

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import imageio.v3 as iio
 import numpy as np
@@ -371,3 +372,23 @@ def test_a_scene_feeds_a_pixel_model_the_true_frames_and_lays_its_latent_over_th
     assert np.isfinite(plane["H"]).all()
     with pytest.raises(ValueError, match="reads 3 frames"):
         scene.run(SceneSpec("spring", steps=2))
+
+
+def test_with_a_sidecar_a_pixel_scene_shows_the_same_and_draws_the_truth_once() -> None:
+    """The studio's path (truth and drawing on the second core, the model's k frames drawn here
+    meanwhile) gives exactly what the scene gives alone, and scenes sharing a truth draw it once."""
+    from hwm_studio.scene import Scene, SceneSpec
+
+    model = build_model(config_from_data(_frames_data(size=16), "hwm-pixels")).eval()
+    other = build_model(config_from_data(_frames_data(size=16), "mlp-pixels")).eval()
+    alone = Scene(model).run(SceneSpec("pendulum", steps=40, seed=3))
+    scene = Scene(model)
+    baseline = Scene(other, truth_from=scene)
+    spec = SceneSpec("pendulum", steps=40, seed=3)
+    r = scene.run(spec, sidecar=lambda: baseline.run(replace(spec, dt=scene.dt(spec))))
+    b = r.extras["sidecar"]
+    np.testing.assert_array_equal(r.truth_frames, alone.truth_frames)
+    for name in ("latent_q", "latent_p", "error", "model_q"):  # a repeated rollout runs the frozen graph
+        np.testing.assert_allclose(getattr(r, name), getattr(alone, name), rtol=1e-5, atol=1e-6, err_msg=name)
+    np.testing.assert_array_equal(b.truth_frames, r.truth_frames)
+    assert baseline.rendered(spec, 16) is scene.rendered(spec, 16)  # one drawing, shared

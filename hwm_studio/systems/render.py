@@ -77,7 +77,7 @@ def _segment_distance(px: Tensor, a: Tensor, b: Tensor) -> Tensor:
     denom = (ab * ab).sum(-1, keepdim=True).clamp_min(1e-12)  # (N, S, 1)
     t = ((ap * ab[:, :, None]).sum(-1) / denom).clamp(0.0, 1.0)  # (N, S, P)
     closest = ap - t[..., None] * ab[:, :, None]
-    return closest.norm(dim=-1)
+    return torch.hypot(closest[..., 0], closest[..., 1])
 
 
 def rasterize(
@@ -123,14 +123,14 @@ def rasterize(
             seg = segments[start : start + chunk].detach().to("cpu", torch.float32)
             d = _segment_distance(px, seg[:, :, 0], seg[:, :, 1])  # (n_c, S, P)
             cov = _coverage(d.min(dim=1).values - 0.5 * width, pixel)[..., None]  # (n_c, P, 1)
-            img = img * (1 - cov) + cov * torch.tensor(style.rod_colour)
+            img = torch.lerp(img, torch.tensor(style.rod_colour).expand_as(img), cov)  # "over": one op
         for i in range(e):
-            r = (px[None] - c[:, i : i + 1]).norm(dim=-1)  # (n_c, P)
+            r = torch.hypot(px[None, :, 0] - c[:, i, 0:1], px[None, :, 1] - c[:, i, 1:2])  # (n_c, P)
             if style.soft:
                 cov = torch.exp(-0.5 * (1.5 * r / radii[i]) ** 2)[..., None]
             else:
                 cov = _coverage(r - radii[i], pixel)[..., None]
-            img = img * (1 - cov) + cov * colours[i]
+            img = torch.lerp(img, colours[i].expand_as(img), cov)
         out.append(img)
     frames = torch.cat(out).reshape(n, size, size, 3)
     return (frames * 255.0 + 0.5).clamp(0, 255).to(torch.uint8)

@@ -75,38 +75,50 @@ class SpriteDecoder(nn.Module):
         alpha = torch.sigmoid(template[:, 3:])
         return torch.cat([alpha * torch.sigmoid(template[:, :3]), alpha], dim=1)
 
-    def _place(self, template: Tensor, local: Tensor, frozen: bool) -> Tensor:
-        """Sample templates (K, 4, h, w) at template-frame coordinates (N, K, H, W, 2) -> (N, K, 4, H, W).
+    def _place(self, template: Tensor, grid: Tensor, frozen: bool) -> Tensor:
+        """Sample templates (K, 4, h, w) at grid_sample coordinates (N, K, H, W, 2) -> (N, K, 4, H, W).
 
         Outside its frame a template is transparent (zero padding of premultiplied values)."""
-        n, k, h, w, _ = local.shape
+        n, k, h, w, _ = grid.shape
         src = (
             self._premultiplied(template.detach() if frozen else template)
             .expand(n, -1, -1, -1, -1)
             .reshape(n * k, 4, *template.shape[-2:])
         )
-        grid = torch.stack([local[..., 0], -local[..., 1]], dim=-1).reshape(n * k, h, w, 2)  # grid y points down
-        out = F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+        out = F.grid_sample(
+            src, grid.reshape(n * k, h, w, 2), mode="bilinear", padding_mode="zeros", align_corners=True
+        )
         return out.reshape(n, k, 4, h, w)
 
     def layers(self, xy: Tensor, anchors: Tensor, frozen: bool = False) -> Tensor:
         """Premultiplied layers (N, L, 4, H, W) in drawing order: links, then bodies."""
-        c = self.grid.to(xy.dtype)  # (H, W, 2)
+        return torch.cat(self._layers(xy, anchors, frozen), dim=1)
+
+    def _layers(self, xy: Tensor, anchors: Tensor, frozen: bool) -> list[Tensor]:
+        """The links' layers (N, K, 4, H, W), then the bodies' (N, E, 4, H, W).
+
+        Each template's frame is an affine map of image coordinates, so every pixel's place in it
+        is one small matmul, (H*W, 2) x (2, 2) per template and frame, plus an offset; grid_sample's
+        y axis points down, so the second row is negated."""
+        c = self.grid.to(xy.dtype).reshape(-1, 2)  # (P, 2) image coordinates of the pixel centres
+        n, size = xy.shape[0], self.size
         out = []
         if self.linked:
             a = anchors[:, self.linked]  # (N, K, 2)
             d = xy[:, self.linked] - a  # anchor -> body
             length2 = (d * d).sum(-1, keepdim=True).clamp_min(1e-6)  # (N, K, 1)
-            normal = torch.stack([-d[..., 1], d[..., 0]], dim=-1) / length2.sqrt()
-            rel = c[None, None] - a[:, :, None, None]  # (N, K, H, W, 2)
-            u = (rel * d[:, :, None, None]).sum(-1) / length2[..., None]
-            v = (rel * normal[:, :, None, None]).sum(-1) / LINK_HALF
             lo, hi = LINK_SPAN
-            local = torch.stack([(2 * u - (lo + hi)) / (hi - lo), v], dim=-1)
-            out.append(self._place(self.link, local, frozen))
-        local = (c[None, None] - xy[:, :, None, None]) / SPRITE_HALF  # (N, E, H, W, 2)
-        out.append(self._place(self.sprite, local, frozen))
-        return torch.cat(out, dim=1)
+            along = d * (2 / ((hi - lo) * length2))  # u = rel . d / |d|^2, rescaled to [-1, 1] over the span
+            across = torch.stack([d[..., 1], -d[..., 0]], dim=-1) / (length2.sqrt() * LINK_HALF)  # -v
+            basis = torch.stack([along, across], dim=-1)  # (N, K, 2, 2): columns give grid x, grid y
+            shift = torch.tensor([(lo + hi) / (hi - lo), 0.0], dtype=xy.dtype, device=xy.device)
+            offset = (a[..., None] * basis).sum(-2) + shift  # (N, K, 2)
+            grid = torch.matmul(c, basis) - offset[:, :, None]  # (N, K, P, 2)
+            out.append(self._place(self.link, grid.reshape(n, len(self.linked), size, size, 2), frozen))
+        flip = torch.tensor([1.0 / SPRITE_HALF, -1.0 / SPRITE_HALF], dtype=xy.dtype, device=xy.device)
+        grid = (c[None, None] - xy[:, :, None]) * flip  # (N, E, P, 2)
+        out.append(self._place(self.sprite, grid.reshape(n, self.n_entities, size, size, 2), frozen))
+        return out
 
     def forward(self, xy: Tensor, anchors: Tensor, frozen: bool = False) -> Tensor:
         """`frozen`: draw with the appearance (templates, background) held fixed, so that a loss on
@@ -116,6 +128,7 @@ class SpriteDecoder(nn.Module):
         anchors = anchors.reshape(-1, self.n_entities, 2)
         background = self.background.detach() if frozen else self.background
         img = torch.sigmoid(background).expand(xy.shape[0], -1, -1, -1)  # (N, 3, H, W)
-        for layer in self.layers(xy, anchors, frozen).unbind(1):  # "over" compositing, in order
-            img = layer[:, :3] + (1 - layer[:, 3:]) * img
+        for group in self._layers(xy, anchors, frozen):
+            for layer in group.unbind(1):  # "over" compositing, in order
+                img = torch.addcmul(layer[:, :3] + img, layer[:, 3:], img, value=-1.0)
         return img.permute(0, 2, 3, 1).reshape(*lead, self.size, self.size, 3)
