@@ -173,6 +173,27 @@ def test_shapes_for_one_and_several_entities(kind: str, system: str) -> None:
     assert not torch.allclose(model.decode_frames(q), base)
 
 
+def test_a_pixel_hwm_gets_the_kinetic_energy_its_system_needs() -> None:
+    """The double pendulum's links couple only through its configuration-dependent mass matrix: a
+    pixel HWM with a constant one would learn two independent pendulums. It gets the state HWM's
+    structure (and the implicit integrator that a non-separable H needs); its momentum solves the
+    joint A(q) p = dq/dt, and the model's own rollout read back gives its own state."""
+    for system, kinetic, integrator in (("double_pendulum", "configuration", "implicit_midpoint"),
+                                        ("pendulum", "separable", "leapfrog")):  # fmt: skip
+        state_cfg = config_from_data(_frames_data(system), "hwm")
+        pixel_cfg = config_from_data(_frames_data(system), "hwm-pixels")
+        assert (pixel_cfg.kinetic, pixel_cfg.integrator) == (state_cfg.kinetic, state_cfg.integrator)
+        assert (pixel_cfg.kinetic, pixel_cfg.integrator) == (kinetic, integrator)
+    model = build_model(config_from_data(_frames_data("double_pendulum", size=32), "hwm-pixels", residual=False,
+                                         dissipation="none"))  # fmt: skip
+    with torch.no_grad():
+        start = PhaseState(torch.tensor([[[0.4], [-0.3]]]), torch.tensor([[[0.8], [0.2]]]))
+        own = model.dynamics.rollout_latent(start, None, 2)
+        z = model.state_from_positions(model.positions(own.q))
+    torch.testing.assert_close(z.q, own.q[:, -1], atol=1e-4, rtol=0)
+    torch.testing.assert_close(z.p, own.p[:, -1], atol=2e-3, rtol=0)
+
+
 def test_momentum_is_the_models_own_motion_through_the_readings() -> None:
     """In free flight p = M dq/dt exactly, through the dynamics' own masses; with forces, readings of
     the model's own rollout give back the model's own state at the last context frame."""

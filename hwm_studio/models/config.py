@@ -87,6 +87,15 @@ def _system_of(data: TrajectoryData) -> tuple[str | None, bool, str | None]:
     return name, known, get_system(name, **data.meta["params"]).name if known else name
 
 
+def _kinetic_structure(base: str | None) -> dict[str, str]:
+    """The kinetic energy's form, and the integrator it needs, for a system: a configuration-
+    dependent mass matrix (the double pendulum's coupling lives only there) makes H non-separable,
+    which explicit leapfrog cannot integrate. One rule for state and pixel models alike."""
+    if base in NON_SEPARABLE_SYSTEMS:
+        return {"kinetic": "configuration", "integrator": "implicit_midpoint"}
+    return {"kinetic": "separable"}
+
+
 def config_from_data(data: TrajectoryData, kind: str, **overrides: Any) -> ModelConfig:
     """Defaults and normalisation read off the training data (and its system, if it names one)."""
     import torch
@@ -110,15 +119,13 @@ def config_from_data(data: TrajectoryData, kind: str, **overrides: Any) -> Model
         "system_params": dict(data.meta["params"]) if data.meta else {},
         "angular": base in ANGULAR_SYSTEMS,
         "identical_entities": data.n_entities == 1 or base in IDENTICAL_ENTITY_SYSTEMS,
-        "kinetic": "configuration" if base in NON_SEPARABLE_SYSTEMS else "separable",
+        **_kinetic_structure(base),
     }
     if known:
         pairs = get_system(system_name, **data.meta["params"]).interaction_pairs()
         cfg["pairs"] = [list(pr) for pr in pairs]
     if kind in ("node", "hnn"):
         cfg["integrator"] = "rk4"
-    elif cfg["kinetic"] == "configuration":
-        cfg["integrator"] = "implicit_midpoint"
     cfg.update(overrides)
     coder = build_coder(cfg.get("observation", "canonical"), data.n_entities, data.dim)
     obs = coder.observe(torch.as_tensor(q), torch.as_tensor(p)).numpy()  # (N, T, E, O)
@@ -186,6 +193,7 @@ def _pixel_config(data: TrajectoryData, kind: str, overrides: dict[str, Any]) ->
         "frame_size": int(data.frames.shape[2]),
         "geometry": geometry,
         "anchors": anchors,
+        **_kinetic_structure(base),
     }
     if known:
         cfg["pairs"] = [list(pr) for pr in get_system(name, **data.meta["params"]).interaction_pairs()]
