@@ -4,6 +4,7 @@
     python benchmarks/hgn.py --task pendulum --train 50000 --steps 100000   # full size, on cuda if present
     python benchmarks/hgn.py --task mass_spring --assets   # also store the runs as pretrained assets
     python benchmarks/hgn.py --task pendulum --style soft  # frames drawn another way (systems/render.py)
+    python benchmarks/hgn.py --task mass_spring --seed 1   # another training seed: results/hgn_mass_spring_seed1.json
 
 Trains both kinds on the same frames, scores the mean pixel MSE over 30 predicted steps on
 held-out trajectories, and the MSE vs horizon up to `--long` x 30 steps (trained on shorter
@@ -56,7 +57,7 @@ def _write(results: Path, report: dict) -> None:
 def _train(a: argparse.Namespace, train: object, run: Path, kind: str) -> tuple[str, int, float, str]:
     """Train one kind into `run` (within --budget-s if given): status, steps done, seconds, message."""
     cfg = TrainConfig(steps=a.steps, lr=a.lr, batch_size=a.batch_size, horizon=a.horizon,
-                      val_every=max(1, a.steps // 10), device=a.device, seed=0)  # fmt: skip
+                      val_every=max(1, a.steps // 10), device=a.device, seed=a.seed)  # fmt: skip
     options = CONSERVATIVE if kind == "hwm-pixels" and a.structure == "conservative" else {}
     stop = threading.Event()
     timer = threading.Timer(a.budget_s, stop.set) if a.budget_s else None
@@ -97,6 +98,8 @@ def main() -> int:
     ap.add_argument("--score-only", action="store_true",
                     help="score the runs in --out again with the current evaluation, without training")  # fmt: skip
     ap.add_argument("--style", choices=list(STYLES), default="default", help="how the frames are drawn")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="training seed (weights, validation split, batches); the data stay the same")  # fmt: skip
     ap.add_argument("--results", default=None, help="results JSON (default: benchmarks/results/hgn_<task>.json)")
     a = ap.parse_args()
     if a.assets and a.style != "default":
@@ -121,7 +124,7 @@ def main() -> int:
         "mean_frame_baseline_x1e4": mean_frame_x1e4,
         "models": {},
     }
-    suffix = "" if a.style == "default" else f"_{a.style}"
+    suffix = ("" if a.style == "default" else f"_{a.style}") + ("" if a.seed == 0 else f"_seed{a.seed}")
     results = Path(a.results) if a.results else ROOT / "results" / f"hgn_{a.task}{suffix}.json"
     earlier = json.loads(results.read_text()).get("models", {}) if results.exists() else {}
     settings = {k: v for k, v in vars(a).items() if k not in ("out", "kinds", "score_only")}
