@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -14,6 +15,7 @@ from hwm_studio.state import PhaseState
 from hwm_studio.systems import get_system
 
 SPLITTING = [n for n, c in INTEGRATORS.items() if c.symplectic]
+T_END = 1.6  # the order tests integrate to this time
 
 
 def _final_state(field: PortHamiltonianField, name: str, z0: PhaseState, t_end: float, dt: float, u=None):
@@ -25,22 +27,23 @@ def _final_state(field: PortHamiltonianField, name: str, z0: PhaseState, t_end: 
     return traj.state(-1)
 
 
-def _reference(field: PortHamiltonianField, z0: PhaseState, t_end: float, u=None) -> PhaseState:
-    """RK4 at dt = 4e-4: its global error (<= 4e-12 here) is far below the smallest error fitted."""
-    return _final_state(field, "rk4", z0, t_end, 4e-4, u)
+@functools.cache
+def _problem(system_name: str, seed: int, damping: float = 0.0, force: float | None = None) -> tuple:
+    """(field, z0, u, reference end state at t = 1.6), built once per problem and shared by the
+    schemes' tests. The reference is RK4 at dt = 4e-4: its global error (<= 4e-12 here) is far
+    below the smallest error fitted."""
+    system = get_system(system_name)
+    field = system.field(damping=damping) if damping else system.field()
+    z0 = system.sample_initial(4, torch.Generator().manual_seed(seed))
+    u = None if force is None else torch.tensor([[[force]]], dtype=torch.float64)
+    return field, z0, u, _final_state(field, "rk4", z0, T_END, 4e-4, u)
 
 
-_REFERENCES: dict[tuple, PhaseState] = {}  # one reference per problem, shared by the schemes' tests
-
-
-def _fitted_order(field, name, z0, dts, t_end, u=None, problem: tuple = ()) -> float:
-    key = (*problem, t_end)
-    if not problem or key not in _REFERENCES:
-        _REFERENCES[key] = _reference(field, z0, t_end, u)
-    ref = _REFERENCES[key]
+def _fitted_order(name: str, problem: tuple, dts: list[float]) -> float:
+    field, z0, u, ref = problem
     errs = []
     for dt in dts:
-        z = _final_state(field, name, z0, t_end, dt, u)
+        z = _final_state(field, name, z0, T_END, dt, u)
         errs.append(float(torch.sqrt(((z.q - ref.q) ** 2).sum() + ((z.p - ref.p) ** 2).sum())))
     slope = np.polyfit(np.log(dts), np.log(errs), 1)[0]
     return float(slope)
@@ -51,23 +54,18 @@ def _fitted_order(field, name, z0, dts, t_end, u=None, problem: tuple = ()) -> f
 def test_convergence_order_matches_declared(name: str, system_name: str) -> None:
     """Fitted log-log slope of global error vs dt is within 0.3 of the declared order (float64),
     on a separable (pendulum) and a non-separable (double pendulum) Hamiltonian."""
-    system = get_system(system_name)
-    z0 = system.sample_initial(4, torch.Generator().manual_seed(1))
     # 4th-order schemes reach their asymptotic regime at smaller dt on the stiffer double pendulum
     dts = [0.08, 0.04, 0.02, 0.01] if INTEGRATORS[name].order <= 2 else [0.05, 0.025, 0.0125, 0.00625]
-    slope = _fitted_order(system.field(), name, z0, dts, t_end=1.6, problem=(system_name, 1))
+    slope = _fitted_order(name, _problem(system_name, seed=1), dts)
     assert abs(slope - INTEGRATORS[name].order) < 0.3, f"{name} on {system_name}: slope {slope:.3f}"
 
 
 @pytest.mark.parametrize("name", list(INTEGRATORS))
 def test_order_with_damping_and_control_is_at_least_two_or_declared(name: str) -> None:
     """Friction and actions enter by Strang splitting: order min(declared, 2) is kept."""
-    system = get_system("pendulum")
-    z0 = system.sample_initial(4, torch.Generator().manual_seed(2))
-    u = torch.tensor([[[0.7]]], dtype=torch.float64)
     expected = min(INTEGRATORS[name].order, 2) if INTEGRATORS[name].symplectic else INTEGRATORS[name].order
     dts = [0.08, 0.04, 0.02, 0.01] if expected <= 2 else [0.2, 0.1, 0.05, 0.025]
-    slope = _fitted_order(system.field(damping=0.4), name, z0, dts, t_end=1.6, u=u, problem=("damped pendulum", 2))
+    slope = _fitted_order(name, _problem("pendulum", seed=2, damping=0.4, force=0.7), dts)
     assert slope > expected - 0.3, f"{name}: slope {slope:.3f}, expected >= {expected}"
 
 
