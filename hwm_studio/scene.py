@@ -270,15 +270,13 @@ class Scene:
             raise ValueError(f"the {model.kind} model reads {k} frames before predicting: use >= {k} steps")
         if sidecar is None:  # on its own (or as another scene's sidecar, on the second core already)
             t, u, tq, tp, te = self.truth(spec)
-            truth_frames: np.ndarray | None = self.rendered(spec, size)
+            seen_frames = self.rendered(spec, size)[:k]
             frames_job = side_job = None
-            seen_frames = truth_frames[:k]
         else:
             truth_job = _TRUTH_POOL.submit(self.truth, spec)
             frames_job = _TRUTH_POOL.submit(self.rendered, spec, size)
             side_job = _TRUTH_POOL.submit(sidecar)
             t, u, tq, tp, te = truth_job.result()
-            truth_frames = None
             seen_frames = system.render(torch.as_tensor(tq[:k]), size=size).numpy()
         horizon = spec.steps - (k - 1)
         actions = torch.as_tensor(u[None], dtype=torch.float32) if system.action_dim and np.any(u != 0) else None
@@ -286,9 +284,7 @@ class Scene:
         out = model.predict_frames(torch.as_tensor(seen_frames[None]), actions, horizon, fused=True,  # type: ignore[attr-defined]
                                    record_energy=has_energy)  # fmt: skip
         traj = out.trajectory
-        if frames_job is not None:
-            truth_frames = frames_job.result()
-        assert truth_frames is not None
+        truth_frames = self.rendered(spec, size) if frames_job is None else frames_job.result()  # cached
 
         def padded(x: torch.Tensor | np.ndarray) -> np.ndarray:  # (horizon + 1, ...) from time k-1 -> (T+1, ...)
             x = x.double().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=np.float64)
