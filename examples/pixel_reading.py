@@ -27,11 +27,10 @@ from hwm_studio.protocols.hgn import TASKS, dataset
 from hwm_studio.training.checkpoint import load_model
 
 
-def reading_picture(model, frames: torch.Tensor, scale: int = 6) -> np.ndarray:
-    """One row per frame (N, H, W, 3) uint8 -> an (N*H*scale, 4*W*scale, 3) uint8 picture."""
+def reading_picture(model, frames: torch.Tensor, redrawn: torch.Tensor, scale: int = 6) -> np.ndarray:
+    """One row per frame (N, H, W, 3) uint8 and its redrawing (N, H, W, 3) in [0, 1] -> an
+    (N*H*scale, 4*W*scale, 3) uint8 picture."""
     with torch.no_grad():
-        xy = model.locate(frames)
-        redrawn = model.decode_frames(model.geometry.from_image(xy))
         attention = model.attention(frames)  # (N, E, H, W)
         empty = model.decoder.background_image()
     truth = frames_to_float(frames)
@@ -60,9 +59,9 @@ def main() -> int:
     data = dataset(args.task, args.trajectories, model.config.context_frames, steps=1, seed=123)
     frames = torch.as_tensor(data.frames[:, 0])  # one frame per trajectory: (N, H, W, 3)
     with torch.no_grad():
-        xy = model.locate(frames)
-        q = model.geometry.from_image(xy).double().numpy()  # (N, E, D)
-        redrawn = model.decode_frames(model.geometry.from_image(xy))
+        read = model.geometry.from_image(model.locate(frames))  # (N, E, D)
+        redrawn = model.decode_frames(read)
+    q = read.double().numpy()
     true_q = data.q[:, 0]
     for i in range(q.shape[1]):
         if model.geometry.angular:
@@ -71,7 +70,7 @@ def main() -> int:
             name, value = "R^2", affine_r2(true_q[:, i], q[:, i])
         print(f"entity {i}: {name} of its reading against the true q: {value:.4f}")
     print(f"reconstruction MSE x1e-4: {float(((redrawn - frames_to_float(frames)) ** 2).mean()) * 1e4:.2f}")
-    iio.imwrite(args.out, reading_picture(model, frames[: args.rows]))
+    iio.imwrite(args.out, reading_picture(model, frames[: args.rows], redrawn[: args.rows]))
     print(f"wrote {args.out}")
     return 0
 
