@@ -24,7 +24,7 @@ import torch
 from hwm_studio.frames import frames_to_float
 from hwm_studio.models.pixel.alignment import affine_r2, circular_correlation
 from hwm_studio.protocols.hgn import TASKS, dataset
-from hwm_studio.training.checkpoint import load_model
+from hwm_studio.training.checkpoint import CheckpointError, load_model
 
 
 def reading_picture(model, frames: torch.Tensor, redrawn: torch.Tensor, scale: int = 6) -> np.ndarray:
@@ -53,11 +53,18 @@ def main() -> int:
     args = parser.parse_args()
     if args.trajectories < 1 or args.rows < 1:
         parser.error("--trajectories and --rows must be >= 1")
-    model = load_model(args.run).eval()
+    try:
+        model = load_model(args.run).eval()
+    except CheckpointError as exc:
+        parser.error(str(exc))
     if not getattr(model, "sees_pixels", False):
         parser.error(f"{args.run} is a {model.kind} model, not a pixel model")
     data = dataset(args.task, args.trajectories, model.config.context_frames, steps=1, seed=123)
     frames = torch.as_tensor(data.frames[:, 0])  # one frame per trajectory: (N, H, W, 3)
+    wanted, drawn = (model.config.n_entities, model.config.frame_size), (data.n_entities, frames.shape[1])
+    if wanted != drawn:
+        parser.error(f"{args.run} reads {wanted[0]} bodies in {wanted[1]}px frames; the {args.task} task draws "
+                     f"{drawn[0]} in {drawn[1]}px frames")  # fmt: skip
     with torch.no_grad():
         read = model.geometry.from_image(model.locate(frames))  # (N, E, D)
         redrawn = model.decode_frames(read)

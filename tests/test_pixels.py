@@ -439,3 +439,12 @@ def test_the_reading_script_shows_and_scores_what_a_pixel_asset_reads(tmp_path) 
                          capture_output=True, text=True, timeout=300, cwd=root)  # fmt: skip
     assert bad.returncode != 0
     assert "is a hwm model, not a pixel model" in bad.stderr  # a state model: one clear line
+    missing = subprocess.run([sys.executable, script, str(tmp_path / "nothing"), "--task", "pendulum"],
+                             capture_output=True, text=True, timeout=300, cwd=root)  # fmt: skip
+    assert missing.returncode == 2
+    assert "no such checkpoint" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    other = subprocess.run([sys.executable, script, str(root / "assets/models/hgn_pendulum_hwm_pixels"), "--task",
+                            "two_body"], capture_output=True, text=True, timeout=300, cwd=root)  # fmt: skip
+    assert other.returncode == 2
+    assert "reads 1 bodies in 32px frames; the two_body task draws 2" in other.stderr
