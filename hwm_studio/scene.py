@@ -26,6 +26,7 @@ import torch
 
 from hwm_studio.data.simulate import simulate
 from hwm_studio.frames import frames_to_uint8
+from hwm_studio.metrics import VPT_THRESHOLD, normalised_error, scale, valid_steps
 from hwm_studio.models.base import WorldModel
 from hwm_studio.models.pixel.alignment import Alignment
 from hwm_studio.physics.fused import FusedRollout
@@ -36,7 +37,6 @@ from hwm_studio.systems import System, get_system
 
 SCHEDULES = ("constant", "sine", "random")
 _TRUTH_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hwm-truth")
-VPT_THRESHOLD = 0.1
 # a pixel model's alignment to the system's coordinates is fitted on its readings of these runs
 ALIGNMENT_TRAJECTORIES, ALIGNMENT_POINTS, ALIGNMENT_SEED = 8, 40, 20_000
 TRUTH_SUBSTEPS = 2  # yoshida4 substeps per shown step (tests bound the gap to the data simulator's 4)
@@ -242,7 +242,6 @@ class Scene:
         finite = bool(np.isfinite(mq).all() and np.isfinite(mp).all())
         me = system.energy(flatten_time(torch.as_tensor(mq[None]), torch.as_tensor(mp[None]))).numpy()
         error = self._error(tq, tp, mq, mp, model)
-        over = np.nonzero(~(error[1:] <= VPT_THRESHOLD))[0]
         energy = ledger = residual_power = None
         if traj is not None and traj.energy:
             energy = {k: v[0].double().numpy() for k, v in traj.energy.items()}
@@ -250,7 +249,7 @@ class Scene:
             residual_power = traj.power["residual"][0].double().numpy()
         return SceneResult(
             t=t, actions=u, truth_q=tq, truth_p=tp, truth_energy=te, model_q=mq, model_p=mp,
-            model_true_energy=me, error=error, vpt=int(over[0]) if len(over) else spec.steps,
+            model_true_energy=me, error=error, vpt=int(valid_steps(error)),
             model_energy=energy, model_ledger=ledger, residual_power=residual_power, finite=finite,
             entity_names=system.entity_names(), system_title=system.title, dt=float(t[1] - t[0]),
             extras={} if sidecar is None else {"sidecar": side},
@@ -365,12 +364,9 @@ class Scene:
 
     @staticmethod
     def _error(tq: np.ndarray, tp: np.ndarray, mq: np.ndarray, mp: np.ndarray, model: WorldModel | None) -> np.ndarray:
-        dq = mq - tq
-        if model is not None and model.angular:
-            dq = np.arctan2(np.sin(dq), np.cos(dq))
-        sq = np.maximum(tq.std(axis=0), 1e-3)
-        sp = np.maximum(tp.std(axis=0), 1e-3)
-        return np.sqrt(0.5 * (((dq / sq) ** 2).mean(axis=(1, 2)) + (((mp - tp) / sp) ** 2).mean(axis=(1, 2))))
+        """The VPT's normalised error (hwm_studio/metrics.py), scaled by the true trajectory's spread."""
+        angular = model is not None and model.angular
+        return normalised_error(mq, mp, tq, tp, scale(tq, (0,)), scale(tp, (0,)), angular)
 
     # --- the phase plane -------------------------------------------------------------------------
     @torch.no_grad()

@@ -3,9 +3,8 @@
 Metrics (steps t = 1..H, errors in the data's own q, p coordinates; angles compared modulo 2 pi):
     rollout_mse  mean over steps, trajectories and coordinates of squared error
     mse_at       the same at steps 1, 10, 100 and H (those reachable)
-    vpt          valid prediction time, in steps: per trajectory, the last step before the
-                 normalised error sqrt(mean_c ((x_hat_c - x_c) / sigma_c)^2) first exceeds 0.1
-                 (sigma_c: std of coordinate c over the test data); H if it never does; averaged
+    vpt          valid prediction time, in steps (hwm_studio/metrics.py, sigma_c over the test
+                 data), averaged over trajectories
     energy_mse   when the data names a known system: mean squared difference of that system's
                  true H on predicted vs true states; None otherwise
 Pixel models (evaluate_pixels) are scored on frames instead: from the first k frames, with the
@@ -24,13 +23,12 @@ import torch
 
 from hwm_studio.data.format import TrajectoryData
 from hwm_studio.frames import frames_to_uint8
+from hwm_studio.metrics import angle_difference, normalised_error, scale, valid_steps
 from hwm_studio.models.base import WorldModel
 from hwm_studio.models.pixel import FramePrediction
 from hwm_studio.models.pixel.alignment import affine_r2, circular_correlation
 from hwm_studio.physics.rollout import Trajectory, flatten_time
 from hwm_studio.systems import get_system, system_names
-
-VPT_THRESHOLD = 0.1
 
 
 @torch.no_grad()
@@ -45,11 +43,6 @@ def predict_data(model: WorldModel, data: TrajectoryData, horizon: int) -> tuple
     obs, _ = model.predict(model.coder.observe(q0, p0), actions, horizon)
     q, p = model.coder.to_data(obs)
     return q.double().cpu().numpy(), p.double().cpu().numpy()
-
-
-def _angle_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    d = a - b
-    return np.arctan2(np.sin(d), np.cos(d))
 
 
 def evaluate(
@@ -74,7 +67,9 @@ def evaluate(
         raise ValueError(f"the data's actions have {data.u.shape[2]} dims, the model takes {model.config.action_dim}")
     q_hat, p_hat = predict_data(model, data, h)
     q_true, p_true = data.q[:, : h + 1], data.p[:, : h + 1]
-    dq = _angle_diff(q_hat, q_true) if model.coder.angular else q_hat - q_true
+    sigma_q, sigma_p = scale(data.q, (0, 1)), scale(data.p, (0, 1))
+    error = normalised_error(q_hat, p_hat, q_true, p_true, sigma_q, sigma_p, model.coder.angular)  # (N, H+1)
+    dq = angle_difference(q_hat, q_true) if model.coder.angular else q_hat - q_true
     dp = p_hat - p_true
     per_step = 0.5 * ((dq**2).mean(axis=(0, 2, 3)) + (dp**2).mean(axis=(0, 2, 3)))  # (H+1,)
     metrics: dict[str, Any] = {
@@ -82,21 +77,11 @@ def evaluate(
         "horizon": h,
         "rollout_mse": float(per_step[1:].mean()),
         "mse_at": {k: float(per_step[s]) for k, s in (("1", 1), ("10", 10), ("100", 100)) if s <= h},
-        "vpt": _vpt(dq, dp, data),
+        "vpt": float(valid_steps(error).mean()),
         "energy_mse": _energy_mse(data, q_hat, p_hat, h),
     }
     metrics["mse_at"]["H"] = float(per_step[h])
     return metrics, q_hat, p_hat
-
-
-def _vpt(dq: np.ndarray, dp: np.ndarray, data: TrajectoryData) -> float:
-    sigma_q = np.maximum(data.q.std(axis=(0, 1)), 1e-8)  # (E, D)
-    sigma_p = np.maximum(data.p.std(axis=(0, 1)), 1e-8)
-    err = np.sqrt(0.5 * (((dq / sigma_q) ** 2).mean(axis=(2, 3)) + ((dp / sigma_p) ** 2).mean(axis=(2, 3))))  # (N, H+1)
-    h = err.shape[1] - 1
-    over = err[:, 1:] > VPT_THRESHOLD
-    first = np.where(over.any(axis=1), over.argmax(axis=1), h)  # steps valid before the first exceedance
-    return float(first.mean())
 
 
 def _energy_mse(data: TrajectoryData, q_hat: np.ndarray, p_hat: np.ndarray, h: int) -> float | None:

@@ -13,7 +13,8 @@ from bokeh.models import ColumnDataSource, Span
 from bokeh.plotting import figure
 from bokeh.plotting.contour import contour_data
 
-from hwm_studio.scene import VPT_THRESHOLD, SceneResult
+from hwm_studio.metrics import VPT_THRESHOLD
+from hwm_studio.scene import SceneResult
 from hwm_studio.viz.frames import error_map, to_rgba_uint32
 
 TRUTH = "#222222"
