@@ -105,7 +105,7 @@ class WorldModel(nn.Module, ABC):
         """
         pred, traj = self.predict(obs[:, 0], actions, horizon)  # (B, h+1, E, O)
         err = (pred - obs) / self.obs_scale.to(obs.dtype)
-        return (err * err).mean(), self.regularization(traj)
+        return (err * err).mean() + self.structure_prior(traj), self.regularization(traj)
 
     def series_error(self, obs: Tensor, actions: Tensor | None) -> float:
         """Validation: normalised error of whole rollouts from the start of each series."""
@@ -234,6 +234,16 @@ class WorldModel(nn.Module, ABC):
     def regularization(self, traj: Trajectory) -> Tensor:
         """Extra loss on a training rollout (the HWM's residual penalty); zero by default."""
         return traj.q.new_zeros(())
+
+    def structure_prior(self, traj: Trajectory) -> Tensor:
+        """A prior on the model's structure, part of the prediction loss (the HWM's coupling
+        sparsity); zero by default."""
+        return traj.q.new_zeros(())
+
+    def couplings(self, q: Tensor) -> dict[tuple[int, int], float] | None:
+        """Learned strength of each entity pair's interaction on states q (B, E, D), None if the
+        model has no pairwise terms to read."""
+        return None
 
     def large_step_parameters(self) -> list[nn.Parameter]:
         """Parameters trained with a larger step (TrainConfig.large_step_lr_scale): scalar physical

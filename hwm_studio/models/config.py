@@ -13,11 +13,15 @@ from typing import Any
 import numpy as np
 
 from hwm_studio.data.format import TrajectoryData
+from hwm_studio.metrics import scale
 
 # Systems whose coordinates are angles, and whose entities are interchangeable.
 ANGULAR_SYSTEMS = frozenset({"pendulum", "double_pendulum", "gym_pendulum"})
 IDENTICAL_ENTITY_SYSTEMS = frozenset({"chain", "nbody"})
 NON_SEPARABLE_SYSTEMS = frozenset({"double_pendulum"})
+# L1 weight on each pair's force (per step, in the data's momentum scale): small next to a real
+# coupling's fit, large enough that a pair whose force explains nothing is driven to zero
+COUPLING_SPARSITY = 1e-3
 
 
 @dataclass
@@ -41,6 +45,8 @@ class ModelConfig:
     angular: bool = False  # q are angles: energies see (cos q, sin q)
     identical_entities: bool = True  # share weights with no per-entity embedding
     pairs: list[list[int]] | None = None  # interacting entity pairs (None: all pairs)
+    per_pair: bool = False  # each pair its own interaction (embedding and gate), so pairs may differ or vanish
+    coupling_sparsity: float = 0.0  # weight of the L1 pressure on per-pair forces (unused pairs go to zero)
     kinetic: str = "separable"  # 'separable' (constant mass) | 'configuration' (M(q))
     dissipation: str = "constant"  # 'none' | 'constant' | 'state'
     input_map: str = "constant"  # 'none' | 'constant' | 'state'
@@ -70,12 +76,6 @@ class ModelConfig:
             return self.pairs
         n = self.n_entities
         return [[i, j] for i in range(n) for j in range(i + 1, n)]
-
-
-def _robust_scale(x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
-    """Standard deviation with a floor, so constant coordinates do not divide by zero."""
-    s = x.std(axis=axes)
-    return np.maximum(s, 1e-3 * max(float(s.max()), 1e-6))
 
 
 def _system_of(data: TrajectoryData) -> tuple[str | None, bool, str | None]:
@@ -113,14 +113,16 @@ def config_from_data(data: TrajectoryData, kind: str, **overrides: Any) -> Model
         "dim": data.dim,
         "action_dim": data.action_dim,
         "dt": float(data.dt),
-        "q_scale": _robust_scale(q, (0, 1, 2)).tolist(),
-        "p_scale": _robust_scale(p, (0, 1, 2)).tolist(),
+        "q_scale": scale(q, (0, 1, 2)).tolist(),
+        "p_scale": scale(p, (0, 1, 2)).tolist(),
         "system": system_name,
         "system_params": dict(data.meta["params"]) if data.meta else {},
         "angular": base in ANGULAR_SYSTEMS,
         "identical_entities": data.n_entities == 1 or base in IDENTICAL_ENTITY_SYSTEMS,
         **_kinetic_structure(base),
     }
+    if not cfg["identical_entities"] and data.n_entities > 1:  # pairs may differ: let each learn its own
+        cfg.update(per_pair=True, coupling_sparsity=COUPLING_SPARSITY)
     if known:
         pairs = get_system(system_name, **data.meta["params"]).interaction_pairs()
         cfg["pairs"] = [list(pr) for pr in pairs]
@@ -129,7 +131,7 @@ def config_from_data(data: TrajectoryData, kind: str, **overrides: Any) -> Model
     cfg.update(overrides)
     coder = build_coder(cfg.get("observation", "canonical"), data.n_entities, data.dim)
     obs = coder.observe(torch.as_tensor(q), torch.as_tensor(p)).numpy()  # (N, T, E, O)
-    cfg["obs_scale"] = _robust_scale(obs, (0, 1)).tolist()
+    cfg["obs_scale"] = scale(obs, (0, 1)).tolist()
     return ModelConfig.from_dict(cfg)
 
 

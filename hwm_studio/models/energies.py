@@ -5,7 +5,9 @@ Inductive biases, each a constructor choice rather than a hidden flag:
     is then exactly periodic);
   - identical entities share every weight (permutation-equivariant); otherwise each entity also
     sees a small learned embedding, so links of different length can have different energies;
-  - the interaction is a function of the difference q_i - q_j, symmetrised: phi(d) + phi(-d).
+  - the interaction is a function of the difference q_i - q_j, symmetrised: phi(d) + phi(-d);
+    for entities that are not identical every pair also has its own embedding and gate, so pairs
+    can differ and a pair can learn not to interact.
 Gradients of V and U are analytic (ScalarMLP.value_and_grad pulled back through the features).
 """
 
@@ -195,7 +197,14 @@ class LearnedPotential(EnergyTerm):
 
 
 class LearnedInteraction(EnergyTerm):
-    """U = sum over pairs (i, j) of phi(f(q_i - q_j)) + phi(f(q_j - q_i)): symmetric, shared."""
+    """U = sum over pairs p = (i, j) of g_p [phi(f(q_i - q_j), e_p) + phi(f(q_j - q_i), e_p)]: symmetric.
+
+    Shared (identical entities): one phi, no e_p, g_p = 1, so no pair is special and the energy is
+    permutation-equivariant. Per pair (`per_pair`): each pair has a learned embedding e_p, so pairs
+    can interact differently (springs of different stiffness), and a gate g_p, so a pair can stop
+    interacting at all: `pair_forces` is what a sparsity pressure acts on (HamiltonianWorldModel),
+    `coupling` what the studio and `eval` show.
+    """
 
     kind = "interaction"
 
@@ -207,28 +216,58 @@ class LearnedInteraction(EnergyTerm):
         hidden: int,
         depth: int,
         activation: str,
+        per_pair: bool = False,
+        embedding_size: int = 4,
     ) -> None:
         super().__init__()
         incidence = torch.zeros(len(pairs), n_entities)
         for row, (i, j) in enumerate(pairs):
             incidence[row, i], incidence[row, j] = 1.0, -1.0
         self.register_buffer("incidence", incidence)  # (P, E): d_ij = q_i - q_j
+        self.pairs = [(int(i), int(j)) for i, j in pairs]
         self.features = features
-        self.net = ScalarMLP(features.out_dim, hidden, depth, activation)
+        self.embedding_size = embedding_size if per_pair else 0
+        self.net = ScalarMLP(features.out_dim + self.embedding_size, hidden, depth, activation)
+        if per_pair:
+            self.pair_embedding = nn.Parameter(0.5 * torch.randn(len(pairs), embedding_size))
+            self.gate = nn.Parameter(torch.ones(len(pairs)))
+        else:
+            self.pair_embedding = self.gate = None
 
     def _diffs(self, q: Tensor) -> Tensor:
         return torch.einsum("pe,bed->bpd", self.incidence.to(q.dtype), q)  # (B, P, D)
 
+    def _inputs(self, d: Tensor) -> Tensor:
+        """Features of d and of -d, each with its pair's embedding: (2, B, P, F + emb)."""
+        x = self.features(torch.stack([d, -d]))
+        if self.pair_embedding is None:
+            return x
+        emb = self.pair_embedding.to(x.dtype).expand(*x.shape[:-1], self.embedding_size)
+        return torch.cat([x, emb], dim=-1)
+
     def energy(self, q: Tensor, p: Tensor) -> Tensor:
+        both = self.net.value_and_grad(self._inputs(self._diffs(q)))[0].sum(0)  # (B, P)
+        if self.gate is not None:
+            both = both * self.gate.to(both.dtype)
+        return both.sum(-1)
+
+    def pair_forces(self, q: Tensor) -> Tensor:
+        """dU_p / d(q_i - q_j) for every pair: (B, P, D)."""
         d = self._diffs(q)
-        both = self.net.value_and_grad(self.features(torch.stack([d, -d])))[0]  # (2, B, P)
-        return both.sum(dim=(0, 2))
+        g = self.net.grad(self._inputs(d))[..., : self.features.out_dim]  # (2, B, P, F)
+        gd = self.features.pullback(d, g[0]) - self.features.pullback(-d, g[1])
+        if self.gate is not None:
+            gd = gd * self.gate.to(gd.dtype)[:, None]
+        return gd
 
     def grad_q(self, q: Tensor, p: Tensor) -> Tensor:
-        d = self._diffs(q)
-        g = self.net.grad(self.features(torch.stack([d, -d])))  # (2, B, P, F)
-        gd = self.features.pullback(d, g[0]) - self.features.pullback(-d, g[1])  # dU/dd, (B, P, D)
-        return torch.einsum("pe,bpd->bed", self.incidence.to(q.dtype), gd)
+        return torch.einsum("pe,bpd->bed", self.incidence.to(q.dtype), self.pair_forces(q))
+
+    @torch.no_grad()
+    def coupling(self, q: Tensor) -> dict[tuple[int, int], float]:
+        """How strongly each pair interacts on the states q (B, E, D): its force's RMS."""
+        rms = self.pair_forces(q).pow(2).sum(-1).mean(0).sqrt()  # (P,)
+        return {pair: float(v) for pair, v in zip(self.pairs, rms.tolist(), strict=True)}
 
 
 class MonolithicEnergy(EnergyTerm):

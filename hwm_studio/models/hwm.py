@@ -56,8 +56,10 @@ class HamiltonianWorldModel(WorldModel):
             kinetic = ConfigurationKinetic(feats, e, d, c.hidden, c.activation)
         terms: list[EnergyTerm] = [kinetic, LearnedPotential(feats, embedding, c.hidden, c.depth, c.activation)]
         pairs = c.all_pairs()
+        self.interaction = None
         if e > 1 and pairs:
-            terms.append(LearnedInteraction(feats, e, pairs, c.hidden, c.depth, c.activation))
+            self.interaction = LearnedInteraction(feats, e, pairs, c.hidden, c.depth, c.activation, c.per_pair)
+            terms.append(self.interaction)
         dissipation = {
             "none": None,
             "constant": lambda: ConstantFriction(e, d, c.identical_entities),
@@ -136,6 +138,22 @@ class HamiltonianWorldModel(WorldModel):
         rq = r.q / self.q_scale.to(r.q.dtype)
         rp = r.p / self.p_scale.to(r.p.dtype)
         return (rq * rq).mean() + (rp * rp).mean()
+
+    def structure_prior(self, traj: Trajectory) -> Tensor:
+        """Coupling sparsity: coupling_sparsity x sum over pairs of the RMS of the pair's force on the
+        visited states, as momentum change per step in the data's momentum scale (F dt / p_scale,
+        what a spurious force costs a one-step prediction). An L1 sum over pairs (a group lasso):
+        it drives a pair whose force explains nothing to exactly zero and barely touches real ones."""
+        if self.interaction is None or self.config.coupling_sparsity <= 0:
+            return traj.q.new_zeros(())
+        q = traj.q.reshape(-1, *traj.q.shape[2:])
+        force = self.interaction.pair_forces(q) * (self.dt / self.p_scale.to(q.dtype))  # (B, P, D)
+        rms = (force.pow(2).sum(-1).mean(0) + 1e-12).sqrt()  # (P,)
+        return self.config.coupling_sparsity * rms.sum()
+
+    def couplings(self, q: Tensor) -> dict[tuple[int, int], float] | None:
+        """How strongly each pair interacts on the states q (B, E, D): the RMS of its learned force."""
+        return None if self.interaction is None else self.interaction.coupling(q)
 
     def large_step_parameters(self) -> list[nn.Parameter]:
         params: list[nn.Parameter] = []

@@ -364,7 +364,7 @@ class PixelWorldModel(WorldModel):
         rolled = self.geometry.to_image(traj.q)  # (B, h + 1, E, 2)
         pred = image_loss(self.decoder(rolled, self.geometry.anchor_points(rolled), frozen=True), frames[:, k - 1 :])
         latent = ((rolled[:, 1:] - read[:, k:]) ** 2).mean()
-        loss = pred + RECONSTRUCTION_WEIGHT * recon + fitted + LATENT_WEIGHT * latent
+        loss = pred + RECONSTRUCTION_WEIGHT * recon + fitted + LATENT_WEIGHT * latent + self.dynamics.structure_prior(traj)
         self.last_loss_terms = {
             "prediction": float(pred.detach()), "reconstruction": float(recon.detach()),
             "geometry": float(fitted.detach()), "latent": float(latent.detach()),
