@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from hwm_studio.data.format import TrajectoryData
 from hwm_studio.metrics import scale
 
-# Systems whose coordinates are angles, and whose entities are interchangeable.
-ANGULAR_SYSTEMS = frozenset({"pendulum", "double_pendulum", "gym_pendulum"})
-IDENTICAL_ENTITY_SYSTEMS = frozenset({"chain", "nbody"})
-NON_SEPARABLE_SYSTEMS = frozenset({"double_pendulum"})
+if TYPE_CHECKING:
+    from hwm_studio.systems.base import System
+
 # L1 weight on each pair's force (per step, in the data's momentum scale): small next to a real
 # coupling's fit, large enough that a pair whose force explains nothing is driven to zero
 COUPLING_SPARSITY = 1e-3
@@ -51,11 +48,13 @@ class ModelConfig:
     dissipation: str = "constant"  # 'none' | 'constant' | 'state'
     input_map: str = "constant"  # 'none' | 'constant' | 'state'
     residual: bool = True
+    structure: dict[str, Any] | None = None  # how friction and residual were kept or removed (training/structure.py)
     # --- pixel models ---
     frame_size: int = 0  # square RGB frames the model reads and draws (0: a state model)
     context_frames: int = 3  # frames read before predicting (momentum needs motion)
     geometry: str = ""  # how q maps to the image: 'linear' | 'angular' | 'planar' (models/pixel/geometry.py)
     anchors: list[int | None] | None = None  # per entity: None, -1 (a fixed pivot or wall) or the entity it hangs from
+    saliency_pool: int = 1  # the encoder's saliency is averaged over this many pixels square (1: per pixel)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -78,20 +77,19 @@ class ModelConfig:
         return [[i, j] for i in range(n) for j in range(i + 1, n)]
 
 
-def _system_of(data: TrajectoryData) -> tuple[str | None, bool, str | None]:
-    """The data's system name, whether this project knows it, and its base name (presets resolved)."""
+def _system_of(data: TrajectoryData) -> System | None:
+    """The system the data names, if this project knows it (its facts then shape the model)."""
     from hwm_studio.systems import get_system, system_names
 
     name = data.system_name
-    known = name in system_names() if name else False
-    return name, known, get_system(name, **data.meta["params"]).name if known else name
+    return get_system(name, **data.meta["params"]) if name and name in system_names() else None
 
 
-def _kinetic_structure(base: str | None) -> dict[str, str]:
+def _kinetic_structure(system: System | None) -> dict[str, str]:
     """The kinetic energy's form, and the integrator it needs, for a system: a configuration-
     dependent mass matrix (the double pendulum's coupling lives only there) makes H non-separable,
     which explicit leapfrog cannot integrate. One rule for state and pixel models alike."""
-    if base in NON_SEPARABLE_SYSTEMS:
+    if system is not None and not system.separable:
         return {"kinetic": "configuration", "integrator": "implicit_midpoint"}
     return {"kinetic": "separable"}
 
@@ -101,11 +99,10 @@ def config_from_data(data: TrajectoryData, kind: str, **overrides: Any) -> Model
     import torch
 
     from hwm_studio.models.coders import build_coder
-    from hwm_studio.systems import get_system
 
     if kind.endswith("-pixels"):
         return _pixel_config(data, kind, overrides)
-    system_name, known, base = _system_of(data)
+    system = _system_of(data)
     q, p = data.q, data.p
     cfg: dict[str, Any] = {
         "kind": kind,
@@ -115,17 +112,16 @@ def config_from_data(data: TrajectoryData, kind: str, **overrides: Any) -> Model
         "dt": float(data.dt),
         "q_scale": scale(q, (0, 1, 2)).tolist(),
         "p_scale": scale(p, (0, 1, 2)).tolist(),
-        "system": system_name,
+        "system": data.system_name,
         "system_params": dict(data.meta["params"]) if data.meta else {},
-        "angular": base in ANGULAR_SYSTEMS,
-        "identical_entities": data.n_entities == 1 or base in IDENTICAL_ENTITY_SYSTEMS,
-        **_kinetic_structure(base),
+        "angular": system is not None and system.angular,
+        "identical_entities": data.n_entities == 1 or (system is not None and system.identical_entities),
+        **_kinetic_structure(system),
     }
     if not cfg["identical_entities"] and data.n_entities > 1:  # pairs may differ: let each learn its own
         cfg.update(per_pair=True, coupling_sparsity=COUPLING_SPARSITY)
-    if known:
-        pairs = get_system(system_name, **data.meta["params"]).interaction_pairs()
-        cfg["pairs"] = [list(pr) for pr in pairs]
+    if system is not None:
+        cfg["pairs"] = [list(pr) for pr in system.interaction_pairs()]
     if kind in ("node", "hnn"):
         cfg["integrator"] = "rk4"
     cfg.update(overrides)
@@ -138,17 +134,15 @@ def config_from_data(data: TrajectoryData, kind: str, **overrides: Any) -> Model
 def observation_geometry(data: TrajectoryData, geometry: Any = None) -> tuple[str, list[int | None] | None]:
     """How the data's frames show q: given (a name, or {"kind", "anchors"}), else the data's
     `meta["geometry"]`, else what its system declares."""
-    from hwm_studio.systems import get_system
-
     spec = geometry if geometry is not None else (data.meta or {}).get("geometry")
     if spec is None:
-        name, known, _ = _system_of(data)
-        if not known:
+        system, name = _system_of(data), data.system_name
+        if system is None:
             raise ValueError(
                 f"the frames' geometry is unknown ({'system ' + repr(name) if name else 'no system named'}): "
                 "say how q is drawn with --geometry linear|angular|planar (or meta['geometry'])"
             )
-        return get_system(name, **data.meta["params"]).observation_geometry()
+        return system.observation_geometry()
     if isinstance(spec, str):
         return spec, None
     if isinstance(spec, dict) and isinstance(spec.get("kind"), str):
@@ -169,12 +163,12 @@ def _pixel_config(data: TrajectoryData, kind: str, overrides: dict[str, Any]) ->
     Entities and their pairs still come from the data (one latent entity per body), the latent has
     the data's dimension per entity; unit scales (the geometry calibrates the latent's scale).
     """
+    from hwm_studio.models.pixel.encoder import SALIENCY_POOL
     from hwm_studio.models.pixel.geometry import GEOMETRIES
-    from hwm_studio.systems import get_system
 
     if data.frames is None:
         raise ValueError(f"a {kind} model learns from frames; the data has no 'frames'")
-    name, known, base = _system_of(data)
+    system = _system_of(data)
     e, d = data.n_entities, data.dim
     geometry, anchors = observation_geometry(data, overrides.pop("geometry", None))
     if geometry not in GEOMETRIES:
@@ -188,16 +182,17 @@ def _pixel_config(data: TrajectoryData, kind: str, overrides: dict[str, Any]) ->
         "q_scale": [1.0] * d,
         "p_scale": [1.0] * d,
         "obs_scale": [[1.0] * (2 * d)] * e,
-        "system": name,
+        "system": data.system_name,
         "system_params": dict(data.meta["params"]) if data.meta else {},
-        "identical_entities": e == 1 or base in IDENTICAL_ENTITY_SYSTEMS,
+        "identical_entities": e == 1 or (system is not None and system.identical_entities),
         "angular": GEOMETRIES[geometry].angular,
         "frame_size": int(data.frames.shape[2]),
         "geometry": geometry,
         "anchors": anchors,
-        **_kinetic_structure(base),
+        "saliency_pool": SALIENCY_POOL,  # checkpoints from before it existed load with 1, as they were trained
+        **_kinetic_structure(system),
     }
-    if known:
-        cfg["pairs"] = [list(pr) for pr in get_system(name, **data.meta["params"]).interaction_pairs()]
+    if system is not None:
+        cfg["pairs"] = [list(pr) for pr in system.interaction_pairs()]
     cfg.update(overrides)
     return ModelConfig.from_dict(cfg)

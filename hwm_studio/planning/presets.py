@@ -17,7 +17,6 @@ import math
 
 import torch
 
-from hwm_studio.models.config import ANGULAR_SYSTEMS
 from hwm_studio.planning.costs import ActionEffort, CostFn, EnergyShaping, SwingUp, TargetState
 from hwm_studio.state import PhaseState
 from hwm_studio.systems.base import System
@@ -25,13 +24,9 @@ from hwm_studio.systems.base import System
 PRESETS = ("swing-up", "reach rest", "energy shaping")
 
 
-def is_angular(system: System) -> bool:
-    return system.name in ANGULAR_SYSTEMS
-
-
 def can_swing_up(system: System) -> bool:
     """A single body on an angle: the swing-up cost applies."""
-    return system.n_entities == 1 and system.dim == 1 and is_angular(system)
+    return system.n_entities == 1 and system.dim == 1 and system.angular
 
 
 def upright_angle(system: System) -> float:
@@ -74,7 +69,7 @@ def preset_cost(
         note = f"upright (q = {up:.3g}) and still: sum of (1 - cos(q - {up:.3g})) + 0.1 p²"
     elif name == "reach rest":
         zero = [0.0] * system.dim
-        cost = TargetState(q=zero, p=zero, angular=is_angular(system))
+        cost = TargetState(q=zero, p=zero, angular=system.angular)
         note = "every coordinate to q = 0, p = 0: sum of squared distances"
     else:
         target = default_target_energy(system) if target_energy is None else target_energy

@@ -61,6 +61,11 @@ class System(ABC):
     param_specs: ClassVar[tuple[Param, ...]]
     default_dt: ClassVar[float]
     action_bound: ClassVar[float]
+    # Facts a learned model of the system may build in (models/config.py, planning/presets.py): a
+    # new system states them here, once, instead of joining name lists elsewhere.
+    angular: ClassVar[bool] = False  # q are angles: energies see (cos q, sin q), errors wrap
+    identical_entities: ClassVar[bool] = False  # bodies are interchangeable: models share weights
+    separable: ClassVar[bool] = True  # constant mass matrix, H = T(p) + V(q): explicit leapfrog applies
 
     def __init__(self, **params: float) -> None:
         specs = {s.name: s for s in self.param_specs}

@@ -21,6 +21,7 @@ SPACING = 1.0  # rest distance between neighbours in the views (not part of the 
 
 class Chain(System):
     name = "chain"
+    identical_entities = True
     title = "Spring chain"
     param_specs = (
         Param("n", 4, "number of masses", low=2, high=16, integer=True, low_inclusive=True),

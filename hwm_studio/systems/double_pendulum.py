@@ -19,6 +19,8 @@ from hwm_studio.systems.base import PIVOT, Param, System, uniform
 
 class DoublePendulum(System):
     name = "double_pendulum"
+    angular = True
+    separable = False  # the mass matrix depends on the angle between the links
     title = "Double pendulum"
     param_specs = (
         Param("m1", 1.0, "mass of the first bob"),

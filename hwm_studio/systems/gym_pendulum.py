@@ -22,6 +22,7 @@ from hwm_studio.systems.base import PIVOT, Param, System, uniform
 
 class GymPendulum(System):
     name = "gym_pendulum"
+    angular = True
     title = "Gymnasium Pendulum-v1"
     param_specs = (
         Param("g", 10.0, "gravitational acceleration"),

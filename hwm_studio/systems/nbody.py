@@ -20,6 +20,7 @@ from hwm_studio.systems.base import Param, System, uniform
 
 class NBody(System):
     name = "nbody"
+    identical_entities = True
     title = "N-body gravity"
     param_specs = (
         Param("n", 3, "number of bodies", low=2, high=8, integer=True, low_inclusive=True),

@@ -15,6 +15,7 @@ from hwm_studio.systems.base import PIVOT, Param, System, uniform
 
 class Pendulum(System):
     name = "pendulum"
+    angular = True
     title = "Pendulum"
     param_specs = (
         Param("m", 1.0, "bob mass"),

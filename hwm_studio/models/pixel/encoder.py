@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from hwm_studio.frames import frames_to_float, pixel_grid
 
@@ -28,6 +29,12 @@ SHARPNESS = 8.0  # the net's logits are scaled by this: a peaked attention from 
 SALIENCY = (
     10.0  # weight of |frame - empty scene|^2 in every entity's logits: attention starts on what is not background
 )
+# Saliency averaged over k x k pixels (k = the config's saliency_pool): attention then starts on the
+# brightest *region*, not the brightest pixel, so a body a few pixels across outweighs a 1.5-pixel
+# rod even where the rod is brighter (the double pendulum's grey links against its coloured bobs,
+# where per-pixel saliency put an entity on the rod by the pivot and none on the inner bob).
+SALIENCY_POOL = 3
+POOLED_SALIENCY = 20.0  # its weight once pooled: averaging about halves a small body's peak
 
 
 def soft_argmax(logits: Tensor) -> tuple[Tensor, Tensor]:
@@ -41,9 +48,12 @@ def soft_argmax(logits: Tensor) -> tuple[Tensor, Tensor]:
 class LocalisingEncoder(nn.Module):
     """Frames (..., H, W, 3) -> entity positions (..., E, 2); `attention` shows where it looks."""
 
-    def __init__(self, n_entities: int, width: int = 16) -> None:
+    def __init__(self, n_entities: int, width: int = 16, saliency_pool: int = 1) -> None:
         super().__init__()
+        if saliency_pool < 1 or saliency_pool % 2 == 0:
+            raise ValueError(f"saliency_pool must be an odd number of pixels >= 1, got {saliency_pool}")
         self.n_entities = n_entities
+        self.saliency_pool = saliency_pool
         # a 5 x 5 colour-and-shape detector, then per-pixel layers: small enough to stay local
         # (a body, not its surroundings) and cheap: this net reads every frame of every window
         self.net = nn.Sequential(
@@ -65,7 +75,12 @@ class LocalisingEncoder(nn.Module):
         x = x.reshape(-1, h, w, 3)
         x = x - (0.5 if background is None else background.detach().to(x.dtype))
         saliency = (x * x).sum(-1)[:, None]  # (N, 1, H, W): how far each pixel is from the empty scene
-        return SHARPNESS * self.net(x.permute(0, 3, 1, 2)) + SALIENCY * saliency  # channels-last: faster convolutions
+        k = self.saliency_pool
+        if k > 1:
+            saliency = POOLED_SALIENCY * F.avg_pool2d(saliency, k, 1, k // 2, count_include_pad=False)
+        else:
+            saliency = SALIENCY * saliency
+        return SHARPNESS * self.net(x.permute(0, 3, 1, 2)) + saliency  # channels-last: faster convolutions
 
     def read(self, frames: Tensor, background: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Positions (..., E, 2) and attention (..., E, H, W) (each map sums to 1)."""

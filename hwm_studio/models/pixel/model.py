@@ -128,7 +128,7 @@ class PixelWorldModel(WorldModel):
         latent_kind = LATENT_DYNAMICS[config.kind]
         self.dynamics = latent_kind(replace(config, kind=latent_kind.kind))
         self.geometry = build_geometry(config.geometry, config.n_entities, config.dim, config.anchors)
-        self.encoder = LocalisingEncoder(config.n_entities)
+        self.encoder = LocalisingEncoder(config.n_entities, saliency_pool=config.saliency_pool)
         self.decoder = SpriteDecoder(config.frame_size, config.n_entities, self.geometry.linked)
         self.register_buffer("prepared", torch.zeros((), dtype=torch.bool))
 
@@ -364,7 +364,9 @@ class PixelWorldModel(WorldModel):
         rolled = self.geometry.to_image(traj.q)  # (B, h + 1, E, 2)
         pred = image_loss(self.decoder(rolled, self.geometry.anchor_points(rolled), frozen=True), frames[:, k - 1 :])
         latent = ((rolled[:, 1:] - read[:, k:]) ** 2).mean()
-        loss = pred + RECONSTRUCTION_WEIGHT * recon + fitted + LATENT_WEIGHT * latent + self.dynamics.structure_prior(traj)
+        loss = (
+            pred + RECONSTRUCTION_WEIGHT * recon + fitted + LATENT_WEIGHT * latent + self.dynamics.structure_prior(traj)
+        )
         self.last_loss_terms = {
             "prediction": float(pred.detach()), "reconstruction": float(recon.detach()),
             "geometry": float(fitted.detach()), "latent": float(latent.detach()),
