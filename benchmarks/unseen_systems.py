@@ -39,7 +39,13 @@ def score(system: ForeignSystem, kind: str, steps: int, seed: int, data: dict, w
     lr, batch = kind_defaults(kind)
     cfg = TrainConfig(steps=steps, lr=lr, batch_size=batch, horizon=TRAIN_HORIZON, seed=seed, device="cpu")
     t0 = time.perf_counter()
-    model, result, _ = train_run(data["train"], workdir / f"{system.name}_{kind}_{seed}", kind, cfg)
+    model, result, _ = train_run(
+        data["train"],
+        workdir / f"{system.name}_{kind}_{seed}",
+        kind,
+        cfg,
+        structure="auto" if kind == "hwm" else "full",
+    )  # as `hwm-studio train` does
     seconds = time.perf_counter() - t0
     metrics, _, _ = evaluate(model, data["test"])
     row = {
@@ -52,11 +58,13 @@ def score(system: ForeignSystem, kind: str, steps: int, seed: int, data: dict, w
         e_true = system.true_energy(data["long"].q, data["long"].p)
         err = system.true_energy(q_hat, p_hat) - e_true
         row["energy_mse_1000"] = float(np.mean(err[:, 1:] ** 2)) if np.isfinite(err).all() else float("inf")
-    if hasattr(model, "couplings"):
-        test = data["test"]
-        strengths = model.couplings(torch.as_tensor(test.q.reshape(-1, *test.q.shape[2:]), dtype=torch.float32))
+    test = data["test"]
+    strengths = model.couplings(torch.as_tensor(test.q.reshape(-1, *test.q.shape[2:]), dtype=torch.float32))
+    if strengths is not None:
         row["couplings"] = {f"{i}-{j}": round(s, 4) for (i, j), s in strengths.items()}
         row["true_pairs"] = [f"{i}-{j}" for i, j in system.coupled]
+    if model.config.structure is not None:
+        row["structure"] = {k: model.config.structure[k] for k in ("kept", "removed")}
     return row
 
 

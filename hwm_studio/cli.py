@@ -120,6 +120,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     from hwm_studio.models.pixel import GEOMETRIES
     from hwm_studio.systems import system_names
     from hwm_studio.training.fit import PIXEL_DEFAULTS, STATE_DEFAULTS
+    from hwm_studio.training.structure import STRUCTURES
 
     p = sub.add_parser(
         "train", help="train a world model on a system's simulated data, a trajectory file, or an environment"
@@ -142,6 +143,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         help=f"windows per step (default {STATE_DEFAULTS[1]}; pixel models {PIXEL_DEFAULTS[1]})",
     )
     p.add_argument("--residual-weight", type=float, default=1.0, help="lambda of the residual penalty")
+    p.add_argument("--structure", default=None, choices=list(STRUCTURES),
+                   help="hwm: auto (default: keep friction and residual only where held-out rollouts need "
+                        "them), full, or conservative")  # fmt: skip
     p.add_argument("--observation", default="canonical", choices=list(CODERS), help="how the data is observed")
     p.add_argument("--val-fraction", type=float, default=0.2, help="share of trajectories held out")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
@@ -184,6 +188,10 @@ def _train(a: argparse.Namespace) -> int:
         raise UserError(f"--observation does not apply to {a.model}: it reads the data's frames")
     if a.geometry and not pixels:
         raise UserError(f"--geometry applies to pixel models ({', '.join(PIXEL_MODELS)}), not {a.model}")
+    if a.structure is not None and a.model != "hwm":
+        raise UserError(f"--structure applies to the hwm model, not {a.model}")
+    if a.structure is not None and a.env:
+        raise UserError("--structure does not apply with --env: the planning loop trains the full structure")
     if a.env:
         return _train_env(a)
     if a.data:
@@ -200,7 +208,9 @@ def _train(a: argparse.Namespace) -> int:
     bar, progress = _progress_bar(a.steps, f"train {a.model}")
     try:
         options = ({"geometry": a.geometry} if a.geometry else {}) if pixels else {"observation": a.observation}
-        _, result, metrics = train_run(data, out, a.model, cfg, a.val_fraction, options, [progress], source=source)
+        _, result, metrics = train_run(
+            data, out, a.model, cfg, a.val_fraction, options, [progress], source=source, structure=a.structure or "auto"
+        )
     finally:
         bar.close()
     return _report_training(result, metrics, out)

@@ -1,11 +1,11 @@
 """The one definition of each state-prediction metric, shared by evaluation, scenes and benchmarks.
 
-    scale(x)             per-coordinate standard deviation with a floor of 1e-3 of the largest
-                         (a coordinate that never moves must not divide by zero, nor dominate)
-    normalised_error     sqrt(mean_c ((x_hat_c - x_c) / sigma_c)^2) over q and p, per time point;
-                         angles compared modulo 2 pi; sigma from the reference data given
-    valid_steps          per trajectory, the steps before that error first exceeds VPT_THRESHOLD
-                         (every step if it never does): the valid prediction time (VPT)
+scale(x)             per-coordinate standard deviation with a floor of 1e-3 of the largest
+                     (a coordinate that never moves must not divide by zero, nor dominate)
+normalised_error     sqrt(mean_c ((x_hat_c - x_c) / sigma_c)^2) over q and p, per time point;
+                     angles compared modulo 2 pi; sigma from the reference data given
+valid_steps          per trajectory, the steps before that error first exceeds VPT_THRESHOLD
+                     (every step if it never does): the valid prediction time (VPT)
 """
 
 from __future__ import annotations

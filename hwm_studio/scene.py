@@ -26,7 +26,7 @@ import torch
 
 from hwm_studio.data.simulate import simulate
 from hwm_studio.frames import frames_to_uint8
-from hwm_studio.metrics import VPT_THRESHOLD, normalised_error, scale, valid_steps
+from hwm_studio.metrics import normalised_error, scale, valid_steps
 from hwm_studio.models.base import WorldModel
 from hwm_studio.models.pixel.alignment import Alignment
 from hwm_studio.physics.fused import FusedRollout

@@ -25,7 +25,8 @@ def test_the_damped_chain_loses_energy_when_nobody_pushes() -> None:
     system = wall_chain()
     free = type(system)(**{**system.__dict__, "forced": ()})  # the same chain, unforced
     e = free.simulate(4, 80, seed=1, substeps=4).energy
-    assert (np.diff(e, axis=1) <= 1e-9).all() and (e[:, -1] < 0.9 * e[:, 0]).all()
+    assert (np.diff(e, axis=1) <= 1e-9).all()
+    assert (e[:, -1] < 0.9 * e[:, 0]).all()
 
 
 def test_foreign_files_look_like_a_users() -> None:
@@ -33,9 +34,11 @@ def test_foreign_files_look_like_a_users() -> None:
     for make in FOREIGN_SYSTEMS.values():
         system = make()
         data = system.simulate(2, 5, seed=0, substeps=1)
-        assert data.system_name not in system_names() and data.meta["params"] == {}
+        assert data.system_name not in system_names()
+        assert data.meta["params"] == {}
         cfg = config_from_data(data, "hwm")
-        assert cfg.pairs is None and not cfg.angular
+        assert cfg.pairs is None
+        assert not cfg.angular
         assert cfg.per_pair == (system.n_entities > 1)  # a user's entities are not assumed identical
         assert (data.u is not None) == bool(system.forced)
 

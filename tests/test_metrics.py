@@ -21,7 +21,8 @@ def test_normalised_error_wraps_angles_and_floors_still_coordinates() -> None:
     q = np.zeros((5, 1, 2))
     q[:, 0, 0] = np.linspace(0, 1, 5)  # the second coordinate never moves
     sigma = scale(q, (0,))
-    assert sigma[0, 1] > 0 and sigma[0, 1] < 1e-2 * sigma[0, 0]
+    assert sigma[0, 1] > 0
+    assert sigma[0, 1] < 1e-2 * sigma[0, 0]
     near = q + 2 * np.pi
     assert np.allclose(normalised_error(near, q, q, q, sigma, sigma, angular=True), 0, atol=1e-12)
     assert (normalised_error(near, q, q, q, sigma, sigma, angular=False) > VPT_THRESHOLD).all()

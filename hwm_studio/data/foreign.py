@@ -59,7 +59,9 @@ class ForeignSystem:
     def simulate(self, n: int, points: int, seed: int = 0, substeps: int = 10, hold: int = 10) -> TrajectoryData:
         """n trajectories of `points` states; with a force, random actions in [-1, 1] held `hold` steps."""
         if n < 1 or points < 2 or substeps < 1 or hold < 1:
-            raise ValueError(f"need n >= 1, points >= 2, substeps >= 1, hold >= 1; got {n}, {points}, {substeps}, {hold}")
+            raise ValueError(
+                f"need n >= 1, points >= 2, substeps >= 1, hold >= 1; got {n}, {points}, {substeps}, {hold}"
+            )
         g = torch.Generator().manual_seed(seed)
         q, p = self.sample(n, g)
         q, p = q.double(), p.double()

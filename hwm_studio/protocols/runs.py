@@ -21,6 +21,7 @@ from hwm_studio.protocols import real_pendulum, symoden
 from hwm_studio.protocols.adapters import predictor
 from hwm_studio.training.fit import TrainConfig, fit, seed_everything
 from hwm_studio.training.run import split_trajectories
+from hwm_studio.training.structure import fit_structure
 
 KINDS = ("hwm", "mlp", "node", "hnn")
 
@@ -43,9 +44,12 @@ PUBLISHED: dict[str, dict[str, Any]] = {
 
 def _train(
     kind: str, data: TrajectoryData, cfg: TrainConfig, derivatives: tuple[np.ndarray, np.ndarray] | None = None,
-    **model_options: Any,
+    structure: str = "full", **model_options: Any,
 ) -> tuple[WorldModel, float]:  # fmt: skip
-    """Train one model kind on a protocol's training data; returns the model and wall seconds."""
+    """Train one model kind on a protocol's training data; returns the model and wall seconds.
+
+    The HWM keeps the structure it is given (`structure` 'full', as the README's rows were measured)
+    unless asked to choose it (`structure` 'auto', training/structure.py)."""
     train, val = split_trajectories(data, 0.2, cfg.seed)
     if derivatives is not None:  # labels follow the same split
         n = data.n_trajectories
@@ -60,7 +64,10 @@ def _train(
     use_derivs = derivatives if (cfg.derivative_weight > 0 and model.continuous) else None
     run_cfg = cfg if use_derivs is not None else TrainConfig(**{**cfg.__dict__, "derivative_weight": 0.0})
     start = time.perf_counter()
-    fit(model, train, run_cfg, val=val, derivatives=use_derivs)
+    if kind == "hwm" and structure != "full":
+        model, _ = fit_structure(model, train, run_cfg, val, structure, derivatives=use_derivs)
+    else:
+        fit(model, train, run_cfg, val=val, derivatives=use_derivs)
     return model, time.perf_counter() - start
 
 
@@ -99,6 +106,9 @@ def run_hnn(task_name: str, kinds: Sequence[str] = KINDS, steps: int = 2000, see
             score("hwm, R = r = 0 at inference", model, seconds)
             model, seconds = _train(kind, data, cfg, derivs, angular=angular, dissipation="none", residual=False)
             score("hwm, trained with R = r = 0", model, seconds)
+            model, seconds = _train(kind, data, cfg, derivs, "auto", angular=angular)
+            kept = model.config.structure["kept"] if model.config.structure else "all"
+            score(f"hwm, structure auto (kept: {', '.join(kept) or 'none'})", model, seconds)
     return rows
 
 

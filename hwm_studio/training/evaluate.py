@@ -7,6 +7,11 @@ Metrics (steps t = 1..H, errors in the data's own q, p coordinates; angles compa
                  data), averaged over trajectories
     energy_mse   when the data names a known system: mean squared difference of that system's
                  true H on predicted vs true states; None otherwise
+    couplings    models with pairwise terms: each pair's learned interaction strength (RMS force)
+                 on the test states, "i-j" -> value
+    power        models with a port-Hamiltonian field: the mean |power| of friction, control and
+                 residual on the test states, and the residual's share of their sum (how much of
+                 what H does not explain the unstructured residual carries)
 Pixel models (evaluate_pixels) are scored on frames instead: from the first k frames, with the
 recorded actions replayed, pixel_mse (mean over predicted steps 1..H of the per-pixel squared error
 of RGB values in [0, 1]), pixel_mse_at (steps 1, 10, 30, 100, H where reachable), pixel_mse_curve
@@ -81,7 +86,29 @@ def evaluate(
         "energy_mse": _energy_mse(data, q_hat, p_hat, h),
     }
     metrics["mse_at"]["H"] = float(per_step[h])
+    states = torch.as_tensor(data.q.reshape(-1, data.n_entities, data.dim), dtype=torch.float32)
+    couplings = model.couplings(states.to(next(model.parameters()).device))
+    if couplings is not None:
+        metrics["couplings"] = {f"{i}-{j}": v for (i, j), v in couplings.items()}
+    metrics["power"] = _power_shares(model, data)
     return metrics, q_hat, p_hat
+
+
+@torch.no_grad()
+def _power_shares(model: WorldModel, data: TrajectoryData) -> dict[str, float] | None:
+    field = model.hamiltonian_field
+    if field is None or (field.dissipation is None and field.residual is None and field.input_map is None):
+        return None
+    device = next(model.parameters()).device
+    q = torch.as_tensor(data.q.reshape(-1, data.n_entities, data.dim), dtype=torch.float32, device=device)
+    p = torch.as_tensor(data.p.reshape(-1, data.n_entities, data.dim), dtype=torch.float32, device=device)
+    u = None
+    if data.u is not None and field.input_map is not None:
+        u = torch.as_tensor(data.u.reshape(-1, data.u.shape[-1]), dtype=torch.float32, device=device)
+    z = model.encode(model.coder.observe(q, p))
+    mean_abs = {k: float(v.abs().mean()) for k, v in field.powers(z, u).items()}
+    total = sum(mean_abs.values())
+    return {**mean_abs, "residual_share": mean_abs["residual"] / total if total > 0 else 0.0}
 
 
 def _energy_mse(data: TrajectoryData, q_hat: np.ndarray, p_hat: np.ndarray, h: int) -> float | None:

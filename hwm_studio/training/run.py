@@ -21,6 +21,7 @@ from hwm_studio.systems import get_system
 from hwm_studio.training.checkpoint import save_metrics, save_run
 from hwm_studio.training.evaluate import evaluate
 from hwm_studio.training.fit import Callback, FitResult, TrainConfig, fit, seed_everything
+from hwm_studio.training.structure import fit_structure
 
 
 def split_trajectories(
@@ -76,11 +77,15 @@ def train_run(
     stop: threading.Event | None = None,
     source: dict[str, Any] | None = None,
     model: WorldModel | None = None,
+    structure: str = "full",
 ) -> tuple[WorldModel, FitResult, dict[str, Any]]:
     """Train a `kind` model on `data`, checkpointing into `out`; returns model, result, metrics.
 
     Pass `model` to continue training one you hold (the studio does, to draw it while it learns);
-    otherwise a fresh one is built from the data.
+    otherwise a fresh one is built from the data. `structure` (HWM only, training/structure.py):
+    'full' keeps friction and residual (what the pretrained assets and the planning loop use),
+    'auto' keeps each only where held-out rollouts need it (the CLI's default), 'conservative'
+    trains without them.
     """
     cfg = train_config or TrainConfig()
     check_trainable(data, cfg.horizon)
@@ -91,15 +96,24 @@ def train_run(
     elif model.kind != kind:
         raise ValueError(f"train_run was given a {model.kind!r} model but asked to train {kind!r}")
     out = Path(out)
-    train_dict = {**asdict(cfg), "source": source or {}, "val_fraction": val_fraction}
+    train_dict = {**asdict(cfg), "source": source or {}, "val_fraction": val_fraction, "structure": structure}
     best = {"val": float("inf")}
+    current = {"model": model}
 
     def checkpoint_on_improvement(event: dict[str, Any]) -> None:
         if event["event"] == "validation" and event["val_rollout_mse"] < best["val"]:
             best["val"] = event["val_rollout_mse"]
-            save_run(out, model, train_config=train_dict)
+            save_run(out, current["model"], train_config=train_dict)
 
-    result = fit(model, train, cfg, val=val, callbacks=[checkpoint_on_improvement, *(callbacks or [])], stop=stop)
+    def rebuilt(new: WorldModel) -> None:  # parts removed: the next checkpoints are of the new form
+        current["model"] = new
+        best["val"] = float("inf")
+
+    every = [checkpoint_on_improvement, *(callbacks or [])]
+    if model.kind == "hwm":
+        model, result = fit_structure(model, train, cfg, val, structure, every, stop, rebuilt)
+    else:
+        result = fit(model, train, cfg, val=val, callbacks=every, stop=stop)
     metrics: dict[str, Any] = {
         "status": result.status,
         "message": result.message,
