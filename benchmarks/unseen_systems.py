@@ -68,6 +68,34 @@ def score(system: ForeignSystem, kind: str, steps: int, seed: int, data: dict, w
     return row
 
 
+def markdown(rows: list[dict]) -> str:
+    """The README's table: one row per system and model (mean and range over seeds)."""
+
+    def cell(values: list[float], fmt: str) -> str:
+        if not values:
+            return ""
+        lo, hi, mid = min(values), max(values), sum(values) / len(values)
+        return format(mid, fmt) if len(values) == 1 else f"{mid:{fmt}} ({lo:{fmt}}–{hi:{fmt}})"
+
+    head = ("| system | model | one-step MSE | VPT (of 199) | energy MSE, 1000 steps | train s "
+            "| learned couplings | structure |")  # fmt: skip
+    lines = [head, "|---|---|---|---|---|---|---|---|"]
+    for key in dict.fromkeys((r["system"], r["model"]) for r in rows):
+        group = [r for r in rows if (r["system"], r["model"]) == key]
+        last = group[-1]
+        couplings = ", ".join(f"{k}: {v:.2f}" for k, v in last.get("couplings", {}).items())
+        if couplings:
+            couplings += f" (true: {', '.join(last['true_pairs']) or 'none'})"
+        structure = (", ".join(last["structure"]["kept"]) or "conservative") if "structure" in last else ""
+        lines.append(
+            f"| {key[0].removeprefix('user_')} | {key[1]} | {cell([r['one_step_mse'] for r in group], '.2e')} "
+            f"| {cell([r['vpt'] for r in group], '.1f')} "
+            f"| {cell([r['energy_mse_1000'] for r in group if 'energy_mse_1000' in r], '.2e')} "
+            f"| {cell([r['train_seconds'] for r in group], '.0f')} | {couplings} | {structure} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--systems", nargs="+", default=list(FOREIGN_SYSTEMS), choices=list(FOREIGN_SYSTEMS))
@@ -78,7 +106,11 @@ def main() -> int:
     ap.add_argument("--points", type=int, default=200, help="time points per training and test trajectory")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(OUT))
+    ap.add_argument("--render", action="store_true", help="only print the README table from --out")
     args = ap.parse_args()
+    if args.render:
+        print(markdown(json.loads(Path(args.out).read_text())["rows"]))
+        return 0
     torch.set_num_threads(args.threads)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -98,6 +130,7 @@ def main() -> int:
         "steps": args.steps, "train_trajectories": args.train, "points": args.points, "rows": rows,
     }  # fmt: skip
     atomic_write_text(Path(args.out), json.dumps(result, indent=1))
+    print(markdown(rows))
     return 0
 
 

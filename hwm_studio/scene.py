@@ -112,6 +112,7 @@ class SceneResult:
     latent_q: np.ndarray | None = None  # (T+1, E, D) the pixel model's own latent (NaN during the context)
     latent_p: np.ndarray | None = None
     alignment: Alignment | None = None
+    couplings: dict[tuple[int, int], float] | None = None  # the model's learned pair strengths on the true states
 
     @property
     def steps(self) -> int:
@@ -254,6 +255,7 @@ class Scene:
             entity_names=system.entity_names(), system_title=system.title, dt=float(t[1] - t[0]),
             extras={} if sidecar is None else {"sidecar": side},
             model_positions=system.positions(torch.as_tensor(np.nan_to_num(mq))).numpy(),
+            couplings=None if model is None else model.couplings(torch.as_tensor(tq, dtype=torch.float32)),
         )  # fmt: skip
 
     def _run_pixels(self, spec: SceneSpec, system: System, sidecar: Callable[[], Any] | None) -> SceneResult:

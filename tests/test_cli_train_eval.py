@@ -36,7 +36,11 @@ def test_train_writes_a_complete_run_directory(trained) -> None:
     assert metrics["steps_done"] == 60
     assert metrics["history"]
     assert {"loss", "step", "horizon"} <= set(metrics["history"][-1])
-    assert set(metrics["val_eval"]) >= {"rollout_mse", "vpt", "energy_mse", "mse_at"}
+    assert set(metrics["val_eval"]) >= {"rollout_mse", "vpt", "energy_mse", "mse_at", "power"}
+    # the CLI's default structure is chosen from held-out data, and the choice and its evidence kept
+    structure = json.loads((run / "config.json").read_text())["structure"]
+    assert set(structure["kept"]) | set(structure["removed"]) == {"friction", "residual"}
+    assert {"mean", "standard_error", "dissipative"} <= set(structure["energy_balance"])
 
 
 def test_eval_prints_one_json_object_and_saves_predictions(trained, tmp_path, run_cli) -> None:
@@ -114,6 +118,8 @@ def test_bad_options_and_checkpoints_are_user_errors(trained, tmp_path, run_cli)
         (("train", "--system", "pendulum", "--steps", "0", "--out", str(tmp_path / "r")), "--steps"),
         (("train", "--system", "pendulum", "--device", "cuda:7", "--out", str(tmp_path / "r")), "cuda"),
         (("train", "--system", "pendulum", "--out", str(test)), "not a directory"),
+        (("train", "--system", "pendulum", "--model", "mlp", "--structure", "auto", "--out", str(tmp_path / "r")),
+         "--structure applies to the hwm"),
         (("eval", str(tmp_path / "missing"), "--data", str(test)), "no such checkpoint"),
         (("eval", str(run), "--data", str(test), "--predictions", str(tmp_path / "x.txt")), ".npz"),
     ]

@@ -308,6 +308,12 @@ class Studio(pn.viewable.Viewer):
             text += (f" · reads the first {r.context + 1} true {size}x{size} frames, then predicts; its latent "
                      "(q, p) is drawn in the system's coordinates through the map fitted on its readings of "
                      "the true frames")  # fmt: skip
+        if r.couplings:
+            names = r.entity_names
+            pairs = sorted(r.couplings.items(), key=lambda kv: -kv[1])
+            text += " · learned couplings (RMS pair force on the true states): " + ", ".join(
+                f"{names[i]}–{names[j]} {v:.3g}" for (i, j), v in pairs
+            )
         return text
 
     def plan_context(self) -> PlanContext:
