@@ -9,7 +9,8 @@ reports, on held-out trajectories: the one-step error and the valid prediction t
 test trajectories (training/evaluate.py, the one definition of both), the true energy's error over
 1000 predicted steps for conservative systems (H from the system's own formula), the training
 wall time, and for the HWM the learned coupling of every pair (RMS pair force on the test states)
-beside the pairs that truly interact. Writes benchmarks/results/unseen_systems.json.
+beside the pairs that truly interact. Writes benchmarks/results/unseen_systems.json (merged: rows
+of systems, models and seeds not re-run are kept).
 """
 
 from __future__ import annotations
@@ -35,21 +36,29 @@ OUT = Path(__file__).resolve().parent / "results" / "unseen_systems.json"
 LONG = 1000  # steps of the energy test
 
 
+# model labels beside the kinds: the HWM as it was before per-pair terms (one interaction shared
+# by every pair), to show what they change
+VARIANTS = {"hwm-shared": ("hwm", {"per_pair": False, "coupling_sparsity": 0.0})}
+
+
 def score(system: ForeignSystem, kind: str, steps: int, seed: int, data: dict, workdir: Path) -> dict:
+    label = kind
+    kind, options = VARIANTS.get(label, (label, {}))
     lr, batch = kind_defaults(kind)
     cfg = TrainConfig(steps=steps, lr=lr, batch_size=batch, horizon=TRAIN_HORIZON, seed=seed, device="cpu")
     t0 = time.perf_counter()
     model, result, _ = train_run(
         data["train"],
-        workdir / f"{system.name}_{kind}_{seed}",
+        workdir / f"{system.name}_{label}_{seed}",
         kind,
         cfg,
+        model_options=options,
         structure="auto" if kind == "hwm" else "full",
     )  # as `hwm-studio train` does
     seconds = time.perf_counter() - t0
     metrics, _, _ = evaluate(model, data["test"])
     row = {
-        "system": system.name, "model": kind, "seed": seed, "status": result.status,
+        "system": system.name, "model": label, "seed": seed, "status": result.status,
         "one_step_mse": metrics["mse_at"]["1"], "rollout_mse": metrics["rollout_mse"], "vpt": metrics["vpt"],
         "horizon": metrics["horizon"], "train_seconds": round(seconds, 1),
     }  # fmt: skip
@@ -80,7 +89,8 @@ def markdown(rows: list[dict]) -> str:
     head = ("| system | model | one-step MSE | VPT (of 199) | energy MSE, 1000 steps | train s "
             "| learned couplings | structure |")  # fmt: skip
     lines = [head, "|---|---|---|---|---|---|---|---|"]
-    for key in dict.fromkeys((r["system"], r["model"]) for r in rows):
+    systems = list(dict.fromkeys(r["system"] for r in rows))
+    for key in sorted(dict.fromkeys((r["system"], r["model"]) for r in rows), key=lambda k: systems.index(k[0])):
         group = [r for r in rows if (r["system"], r["model"]) == key]
         last = group[-1]
         couplings = ", ".join(f"{k}: {v:.2f}" for k, v in last.get("couplings", {}).items())
@@ -99,7 +109,7 @@ def markdown(rows: list[dict]) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--systems", nargs="+", default=list(FOREIGN_SYSTEMS), choices=list(FOREIGN_SYSTEMS))
-    ap.add_argument("--kinds", nargs="+", default=["hwm", "mlp"])
+    ap.add_argument("--kinds", nargs="+", default=["hwm", "mlp"], help=f"model kinds, or {', '.join(VARIANTS)}")
     ap.add_argument("--steps", type=int, default=TRAIN_STEPS, help="optimiser steps per model (the CLI's default)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (data is fixed)")
     ap.add_argument("--train", type=int, default=64, help="training trajectories")
@@ -125,11 +135,17 @@ def main() -> int:
                     row = score(system, kind, args.steps, seed, data, Path(tmp))
                     print(json.dumps(row), flush=True)
                     rows.append(row)
+    out = Path(args.out)
+    if out.exists():  # rows of other systems, models or seeds from earlier runs stay; re-run ones are replaced
+        done = {(r["system"], r["model"], r["seed"]) for r in rows}
+        rows = [
+            r for r in json.loads(out.read_text())["rows"] if (r["system"], r["model"], r["seed"]) not in done
+        ] + rows
     result = {
         "machine": f"{platform.machine()}, {args.threads} torch threads, torch {torch.__version__}",
         "steps": args.steps, "train_trajectories": args.train, "points": args.points, "rows": rows,
     }  # fmt: skip
-    atomic_write_text(Path(args.out), json.dumps(result, indent=1))
+    atomic_write_text(out, json.dumps(result, indent=1))
     print(markdown(rows))
     return 0
 

@@ -118,8 +118,10 @@ def test_bad_options_and_checkpoints_are_user_errors(trained, tmp_path, run_cli)
         (("train", "--system", "pendulum", "--steps", "0", "--out", str(tmp_path / "r")), "--steps"),
         (("train", "--system", "pendulum", "--device", "cuda:7", "--out", str(tmp_path / "r")), "cuda"),
         (("train", "--system", "pendulum", "--out", str(test)), "not a directory"),
-        (("train", "--system", "pendulum", "--model", "mlp", "--structure", "auto", "--out", str(tmp_path / "r")),
-         "--structure applies to the hwm"),
+        (
+            ("train", "--system", "pendulum", "--model", "mlp", "--structure", "auto", "--out", str(tmp_path / "r")),
+            "--structure applies to the hwm",
+        ),
         (("eval", str(tmp_path / "missing"), "--data", str(test)), "no such checkpoint"),
         (("eval", str(run), "--data", str(test), "--predictions", str(tmp_path / "x.txt")), ".npz"),
     ]

@@ -69,3 +69,20 @@ def test_the_hwm_learns_that_the_chain_ends_do_not_interact() -> None:
     fit(model, train, TrainConfig(steps=400, horizon=4, val_every=0, device="cpu"))
     c = model.couplings(torch.as_tensor(test.q.reshape(-1, 3, 1), dtype=torch.float32))
     assert c[(0, 2)] < 0.1 * min(c[(0, 1)], c[(1, 2)]), c
+
+
+def test_the_unseen_systems_benchmark_runs_end_to_end_at_a_tiny_size(tmp_path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "unseen.json"
+    args = ["--systems", "wall_chain", "--kinds", "hwm", "mlp", "hwm-shared", "--steps", "15", "--train", "6",
+            "--points", "20", "--threads", "1", "--out", str(out)]  # fmt: skip
+    res = subprocess.run([sys.executable, "benchmarks/unseen_systems.py", *args], capture_output=True, text=True,
+                         timeout=600)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["model"] for r in rows] == ["hwm", "mlp", "hwm-shared"]
+    assert set(rows[0]["couplings"]) == {"0-1", "0-2", "1-2"}
+    assert "| wall_chain | hwm |" in res.stdout

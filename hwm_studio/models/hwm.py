@@ -56,10 +56,8 @@ class HamiltonianWorldModel(WorldModel):
             kinetic = ConfigurationKinetic(feats, e, d, c.hidden, c.activation)
         terms: list[EnergyTerm] = [kinetic, LearnedPotential(feats, embedding, c.hidden, c.depth, c.activation)]
         pairs = c.all_pairs()
-        self.interaction = None
         if e > 1 and pairs:
-            self.interaction = LearnedInteraction(feats, e, pairs, c.hidden, c.depth, c.activation, c.per_pair)
-            terms.append(self.interaction)
+            terms.append(LearnedInteraction(feats, e, pairs, c.hidden, c.depth, c.activation, c.per_pair))
         dissipation = {
             "none": None,
             "constant": lambda: ConstantFriction(e, d, c.identical_entities),
@@ -81,6 +79,11 @@ class HamiltonianWorldModel(WorldModel):
     @property
     def hamiltonian_field(self) -> PortHamiltonianField:
         return self.field
+
+    @property
+    def interaction(self) -> LearnedInteraction | None:
+        """The pairwise energy term, if the model has one (found in H, not registered twice)."""
+        return next((t for t in self.field.hamiltonian.terms if isinstance(t, LearnedInteraction)), None)
 
     # --- knobs the studio turns ----------------------------------------------------------------
     @property
