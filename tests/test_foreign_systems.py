@@ -66,7 +66,7 @@ def test_the_hwm_learns_that_the_chain_ends_do_not_interact() -> None:
     train, test = system.simulate(32, 80, seed=0, substeps=4), system.simulate(8, 80, seed=9, substeps=4)
     torch.manual_seed(0)
     model = build_model(config_from_data(train, "hwm"))
-    fit(model, train, TrainConfig(steps=400, horizon=4, val_every=0, device="cpu"))
+    fit(model, train, TrainConfig(steps=250, horizon=4, val_every=0, device="cpu"))
     c = model.couplings(torch.as_tensor(test.q.reshape(-1, 3, 1), dtype=torch.float32))
     assert c[(0, 2)] < 0.1 * min(c[(0, 1)], c[(1, 2)]), c
 

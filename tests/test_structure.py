@@ -30,7 +30,7 @@ def test_auto_structure_is_conservative_on_an_ideal_spring_and_dissipative_on_a_
     train, val = split_trajectories(_spring(damping), 0.25, seed=0)
     torch.manual_seed(0)
     model = build_model(config_from_data(train, "hwm", hidden=32))
-    model, result = fit_structure(model, train, TrainConfig(steps=300, horizon=6, val_every=100, device="cpu"), val)
+    model, result = fit_structure(model, train, TrainConfig(steps=200, horizon=6, val_every=100, device="cpu"), val)
     record = model.config.structure
     assert result.status == "completed"
     assert energy_balance(model, val)["dissipative"] == keeps_friction  # the kept model agrees with itself
