@@ -77,7 +77,7 @@ def energy_balance(model: WorldModel, val: TrajectoryData) -> dict[str, float]:
     work = torch.zeros(n, dtype=torch.float64, device=device)
     if val.u is not None and field.input_map is not None:
         u = torch.as_tensor(val.u.reshape(n * t, -1), dtype=torch.float32, device=device)
-        power = field.hamiltonian.grad(z).dot(field.input_map.apply(z, u)).reshape(n, t).double()
+        power = field.powers(z, u)["control"].reshape(n, t).double()  # grad H . G u
         work = 0.5 * (power[:, :-1] + power[:, 1:]).sum(1) * val.dt  # trapezoid over each trajectory
     spread = float(energy.std()) + 1e-12
     change = ((energy[:, -1] - energy[:, 0] - work) / ((t - 1) * val.dt * spread)).cpu().numpy()
@@ -131,15 +131,15 @@ def fit_structure(
     record["energy_balance"] = balance
     if not balance["dissipative"]:  # the held-out data keep their energy: nothing may drain it
         removed_list += parts
-    elif "residual" in parts:
-        series = to_series(model, val, next(model.parameters()).device)
+    series = to_series(model, val, next(model.parameters()).device)  # the pruned model observes data alike
+    if balance["dissipative"] and "residual" in parts:
         with_r, without_r = _score_without(model, (), series), _score_without(model, ("residual",), series)
         record["rollout_error"] = {"with residual": with_r, "without": without_r}
         if without_r <= (1 + TOLERANCE) * with_r:
             removed_list.append("residual")
     removed = tuple(removed_list)
     record.update(removed=list(removed), kept=[p for p in parts if p not in removed])
-    score_before = _score_without(model, removed, to_series(model, val, next(model.parameters()).device))
+    score_before = _score_without(model, removed, series)
     if removed:
         model = without(model, removed)
         if rebuilt is not None:
@@ -151,7 +151,6 @@ def fit_structure(
         best_val = more.best_val if more.best_val is not None else result.best_val
         result = dataclasses.replace(result, seconds=result.seconds + more.seconds, best_val=best_val)
         record["refine_steps"] = more.steps_done
-        series = to_series(model, val, next(model.parameters()).device)
         if validation_error(model.eval(), series, None) > score_before:
             model.load_state_dict(before)  # the further steps did not help: keep the pruned weights
             record["refine_kept"] = False
