@@ -19,6 +19,7 @@ from hwm_studio.data.simulate import simulate
 from hwm_studio.frames import frames_to_float, pixel_grid, to_pixels
 from hwm_studio.models import PIXEL_MODELS, build_model, config_from_data
 from hwm_studio.models.pixel.alignment import Alignment, affine_r2, circular_correlation
+from hwm_studio.models.pixel.decoder import SpriteDecoder, legacy_template_cells, template_cells
 from hwm_studio.models.pixel.encoder import soft_argmax
 from hwm_studio.models.pixel.geometry import GEOMETRIES, build_geometry
 from hwm_studio.protocols.hgn import dataset
@@ -178,6 +179,42 @@ def test_the_default_pixel_encoder_pools_its_saliency_and_old_checkpoints_keep_t
     assert cfg.saliency_pool == 3
     old = {k: v for k, v in json.loads(cfg.to_json()).items() if k != "saliency_pool"}  # a checkpoint from before
     assert type(cfg).from_dict(old).saliency_pool == 1
+
+
+def test_a_template_of_two_cells_per_pixel_draws_a_sub_pixel_rim_that_one_cell_per_pixel_blurs() -> None:
+    """Fit only the appearance (template, background) to anti-aliased discs at known sub-pixel
+    positions: the finer template must reach a reconstruction the coarse one cannot."""
+    size, n = 32, 96
+    g = torch.Generator().manual_seed(0)
+    xy = (torch.rand(n, 1, 2, generator=g) - 0.5) * 1.2
+    sub = pixel_grid(size * 4).reshape(size, 4, size, 4, 2).mean(dim=(1, 3))  # pixel centres, checked below
+    assert torch.allclose(sub, pixel_grid(size), atol=1e-6)
+    fine = pixel_grid(size * 4)  # 4 x 4 samples per pixel: coverage of a 2 px radius disc
+    inside = ((fine[None] - xy[:, 0, None, None, :]).norm(dim=-1) < 2 * 2 / size).float()
+    cover = inside.reshape(n, size, 4, size, 4).mean(dim=(2, 4))[..., None]
+    frames = 0.1 + cover * (torch.tensor([0.9, 0.5, 0.1]) - 0.1)
+    errors = {}
+    for cells in (legacy_template_cells(size), template_cells(size)):
+        torch.manual_seed(0)
+        dec = SpriteDecoder(size, 1, [False], cells)
+        opt = torch.optim.Adam(dec.parameters(), lr=3e-2)
+        for _ in range(150):
+            loss = ((dec(xy, xy) - frames) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        errors[cells] = loss.item()
+    coarse, finer = errors.values()
+    assert finer < coarse / 3, errors
+
+
+def test_new_pixel_models_get_the_finer_templates_and_old_checkpoints_keep_their_size() -> None:
+    data = _frames_data("pendulum")
+    cfg = config_from_data(data, "hwm-pixels")
+    assert cfg.sprite_cells == template_cells(cfg.frame_size)
+    assert build_model(cfg).decoder.sprite.shape[-1] == template_cells(cfg.frame_size)
+    old = type(cfg).from_dict({k: v for k, v in json.loads(cfg.to_json()).items() if k != "sprite_cells"})
+    assert build_model(old).decoder.sprite.shape[-1] == legacy_template_cells(cfg.frame_size)
 
 
 @pytest.mark.parametrize("kind", PIXEL_MODELS)

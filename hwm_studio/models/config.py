@@ -56,6 +56,7 @@ class ModelConfig:
     geometry: str = ""  # how q maps to the image: 'linear' | 'angular' | 'planar' (models/pixel/geometry.py)
     anchors: list[int | None] | None = None  # per entity: None, -1 (a fixed pivot or wall) or the entity it hangs from
     saliency_pool: int = 1  # the encoder's saliency is averaged over this many pixels square (1: per pixel)
+    sprite_cells: int = 0  # cells across a body template (0: the size models saved before this field used)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -164,6 +165,7 @@ def _pixel_config(data: TrajectoryData, kind: str, overrides: dict[str, Any]) ->
     Entities and their pairs still come from the data (one latent entity per body), the latent has
     the data's dimension per entity; unit scales (the geometry calibrates the latent's scale).
     """
+    from hwm_studio.models.pixel.decoder import template_cells
     from hwm_studio.models.pixel.encoder import SALIENCY_POOL
     from hwm_studio.models.pixel.geometry import GEOMETRIES
 
@@ -191,6 +193,7 @@ def _pixel_config(data: TrajectoryData, kind: str, overrides: dict[str, Any]) ->
         "geometry": geometry,
         "anchors": anchors,
         "saliency_pool": SALIENCY_POOL,  # checkpoints from before it existed load with 1, as they were trained
+        "sprite_cells": template_cells(int(data.frames.shape[2])),  # older ones load with 0: their own size
         **_kinetic_structure(system),
     }
     if system is not None:

@@ -41,7 +41,7 @@ from hwm_studio.models.base import WorldModel
 from hwm_studio.models.baselines import MLPTransition
 from hwm_studio.models.config import ModelConfig
 from hwm_studio.models.hwm import HamiltonianWorldModel
-from hwm_studio.models.pixel.decoder import SpriteDecoder
+from hwm_studio.models.pixel.decoder import SpriteDecoder, legacy_template_cells
 from hwm_studio.models.pixel.encoder import LocalisingEncoder
 from hwm_studio.models.pixel.geometry import ObservationGeometry, build_geometry
 from hwm_studio.physics.integrators import Integrator
@@ -129,7 +129,8 @@ class PixelWorldModel(WorldModel):
         self.dynamics = latent_kind(replace(config, kind=latent_kind.kind))
         self.geometry = build_geometry(config.geometry, config.n_entities, config.dim, config.anchors)
         self.encoder = LocalisingEncoder(config.n_entities, saliency_pool=config.saliency_pool)
-        self.decoder = SpriteDecoder(config.frame_size, config.n_entities, self.geometry.linked)
+        cells = config.sprite_cells or legacy_template_cells(config.frame_size)
+        self.decoder = SpriteDecoder(config.frame_size, config.n_entities, self.geometry.linked, cells)
         self.register_buffer("prepared", torch.zeros((), dtype=torch.bool))
 
     # --- the dynamics' identity, knobs and energy ------------------------------------------------
