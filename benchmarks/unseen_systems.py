@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _report import merged_rows, spread
 
 from hwm_studio.cli import TRAIN_HORIZON, TRAIN_STEPS
 from hwm_studio.data.foreign import FOREIGN_SYSTEMS, ForeignSystem
@@ -80,12 +81,6 @@ def score(system: ForeignSystem, kind: str, steps: int, seed: int, data: dict, w
 def markdown(rows: list[dict]) -> str:
     """The README's table: one row per system and model (mean and range over seeds)."""
 
-    def cell(values: list[float], fmt: str) -> str:
-        if not values:
-            return ""
-        lo, hi, mid = min(values), max(values), sum(values) / len(values)
-        return format(mid, fmt) if len(values) == 1 else f"{mid:{fmt}} ({lo:{fmt}}–{hi:{fmt}})"
-
     head = ("| system | model | one-step MSE | VPT (of 199) | energy MSE, 1000 steps | train s "
             "| learned couplings | structure |")  # fmt: skip
     lines = [head, "|---|---|---|---|---|---|---|---|"]
@@ -98,10 +93,10 @@ def markdown(rows: list[dict]) -> str:
             couplings += f" (true: {', '.join(last['true_pairs']) or 'none'})"
         structure = (", ".join(last["structure"]["kept"]) or "conservative") if "structure" in last else ""
         lines.append(
-            f"| {key[0].removeprefix('user_')} | {key[1]} | {cell([r['one_step_mse'] for r in group], '.2e')} "
-            f"| {cell([r['vpt'] for r in group], '.1f')} "
-            f"| {cell([r['energy_mse_1000'] for r in group if 'energy_mse_1000' in r], '.2e')} "
-            f"| {cell([r['train_seconds'] for r in group], '.0f')} | {couplings} | {structure} |"
+            f"| {key[0].removeprefix('user_')} | {key[1]} | {spread([r['one_step_mse'] for r in group], '.2e')} "
+            f"| {spread([r['vpt'] for r in group], '.1f')} "
+            f"| {spread([r['energy_mse_1000'] for r in group if 'energy_mse_1000' in r], '.2e')} "
+            f"| {spread([r['train_seconds'] for r in group], '.0f')} | {couplings} | {structure} |"
         )
     return "\n".join(lines)
 
@@ -136,11 +131,7 @@ def main() -> int:
                     print(json.dumps(row), flush=True)
                     rows.append(row)
     out = Path(args.out)
-    if out.exists():  # rows of other systems, models or seeds from earlier runs stay; re-run ones are replaced
-        done = {(r["system"], r["model"], r["seed"]) for r in rows}
-        rows = [
-            r for r in json.loads(out.read_text())["rows"] if (r["system"], r["model"], r["seed"]) not in done
-        ] + rows
+    rows = merged_rows(out, rows, lambda r: (r["system"], r["model"], r["seed"]))  # re-run rows replaced
     result = {
         "machine": f"{platform.machine()}, {args.threads} torch threads, torch {torch.__version__}",
         "steps": args.steps, "train_trajectories": args.train, "points": args.points, "rows": rows,

@@ -28,6 +28,7 @@ def studio(tmp_path):
 
 def test_opens_on_the_pretrained_default_with_every_view_filled(studio) -> None:
     assert studio.model_name == "hwm"
+    assert not studio.couplings.pane.visible  # one pendulum: no pairs to draw
     assert studio.baseline_name == "mlp"
     r = studio.result
     assert r is not None
@@ -78,6 +79,12 @@ def test_systems_and_entities_switch(studio) -> None:
     assert studio.result.truth_q.shape[1] == 4
     studio.entity = "chain[2]"
     np.testing.assert_allclose(studio.phase.truth.data["q"], studio.result.truth_q[:, 2, 0])
+    # the coupling graph: one line per pair the model holds, labelled with the scene's own numbers
+    assert studio.couplings.pane.visible
+    edges, couplings = studio.couplings.edges.data, studio.result.couplings
+    assert len(couplings) >= 3
+    assert edges["label"] == [f"{v:.2f}" for v in couplings.values()]
+    assert list(studio.couplings.nodes.data["name"]) == studio.param.entity.objects
     studio.system = "three_body"
     studio.coord = 1
     np.testing.assert_allclose(studio.phase.truth.data["q"], studio.result.truth_q[:, 0, 1])

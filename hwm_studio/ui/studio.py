@@ -34,7 +34,17 @@ from hwm_studio.training.fit import TrainConfig, kind_defaults
 from hwm_studio.training.job import TrainingJob
 from hwm_studio.training.run import system_dataset
 from hwm_studio.ui.plan import PlanContext, PlanPanel
-from hwm_studio.ui.views import MODEL, OTHER, TOOLS, TRUTH, EnergyView, MetricsView, PhaseView, VideoView
+from hwm_studio.ui.views import (
+    MODEL,
+    OTHER,
+    TOOLS,
+    TRUTH,
+    CouplingView,
+    EnergyView,
+    MetricsView,
+    PhaseView,
+    VideoView,
+)
 from hwm_studio.workspace import Workspace, WorkspaceError
 
 MAX_ACTIONS = 2
@@ -80,6 +90,7 @@ class Studio(pn.viewable.Viewer):
         self.energy = EnergyView()
         self.metrics = MetricsView()
         self.video = VideoView()
+        self.couplings = CouplingView()
         self.compare_model = PhaseView("Model", model_colour=MODEL)
         self.compare_base = PhaseView("Baseline", model_colour=OTHER)
         self._compare_src = ColumnDataSource({k: [] for k in ("t", "truth", "model", "base")})
@@ -269,6 +280,7 @@ class Studio(pn.viewable.Viewer):
             self.phase.update(r, entity, coord, plane, frame)
             self.energy.update(r)
             self.metrics.update(r, b, self.baseline_name)
+            self.couplings.update(r)
             self.compare_model.update(r, entity, coord, plane, frame)
             if b is not None:
                 self.compare_base.update(b, entity, coord, base_plane, frame)
@@ -564,7 +576,7 @@ class Studio(pn.viewable.Viewer):
         views_3d = [self.entity3d] if self.show_3d and self.entity3d is not None else []
         explore = pn.Column(
             pn.Row(self.phase, self.energy, sizing_mode="stretch_width"),
-            pn.Row(self.metrics, pn.Column(self.video, *views_3d), sizing_mode="stretch_width"),
+            pn.Row(self.metrics, pn.Column(self.video, *views_3d), self.couplings, sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
         )
         compare = pn.Column(

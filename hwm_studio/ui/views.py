@@ -251,3 +251,51 @@ class VideoView(pn.viewable.Viewer):
 
     def __panel__(self) -> pn.viewable.Viewable:
         return pn.pane.Bokeh(self.figure)
+
+
+class CouplingView(pn.viewable.Viewer):
+    """The model's learned coupling graph: entities on a circle, a line per pair as wide as its
+    coupling (RMS pair force on the true states, `SceneResult.couplings`), labelled with the value,
+    so a pair the model found uncoupled reads as a faint hairline marked 0.00."""
+
+    WIDEST = 10.0  # px: the strongest pair
+
+    def __init__(self, **params: object) -> None:
+        super().__init__(**params)
+        self.nodes = ColumnDataSource(_empty(("x", "y", "name")))
+        self.edges = ColumnDataSource(_empty(("x0", "y0", "x1", "y1", "width", "alpha", "xm", "ym", "label")))
+        fig = figure(title="Learned couplings (RMS pair force)", height=260, width=300, x_range=(-1.6, 1.6),
+                     y_range=(-1.45, 1.45), tools="", toolbar_location=None, match_aspect=True)  # fmt: skip
+        fig.segment("x0", "y0", "x1", "y1", source=self.edges, line_width="width", line_alpha="alpha",
+                    line_color=MODEL)  # fmt: skip
+        fig.text("xm", "ym", text="label", source=self.edges, text_font_size="9pt", text_align="center",
+                 text_baseline="middle", background_fill_color="white", background_fill_alpha=0.8)  # fmt: skip
+        fig.scatter("x", "y", source=self.nodes, size=16, fill_color="white", line_color=TRUTH, line_width=2)
+        fig.text("x", "y", text="name", source=self.nodes, text_font_size="9pt", y_offset=-14, text_align="center")
+        fig.axis.visible = False
+        fig.grid.visible = False
+        self.figure = fig
+        self.pane = pn.pane.Bokeh(fig, visible=False)  # shown for models with pair terms only
+
+    def update(self, r: SceneResult) -> None:
+        couplings = r.couplings or {}
+        n = len(r.entity_names)
+        self.pane.visible = bool(couplings)
+        if not couplings:
+            self.nodes.data, self.edges.data = _empty(("x", "y", "name")), _empty(tuple(self.edges.data))
+            return
+        angle = np.pi / 2 - 2 * np.pi * np.arange(n) / n
+        x, y = np.cos(angle), np.sin(angle)
+        pairs = list(couplings)
+        values = np.array([couplings[pair] for pair in pairs], dtype=float)
+        rel = values / values.max() if values.max() > 0 else np.zeros_like(values)
+        i, j = (np.array([pair[k] for pair in pairs]) for k in (0, 1))
+        self.nodes.data = {"x": x, "y": y, "name": list(r.entity_names)}
+        self.edges.data = {
+            "x0": x[i], "y0": y[i], "x1": x[j], "y1": y[j], "width": 1.0 + (self.WIDEST - 1.0) * rel,
+            "alpha": 0.25 + 0.75 * rel, "xm": (x[i] + x[j]) / 2, "ym": (y[i] + y[j]) / 2,
+            "label": [f"{v:.2f}" for v in values],
+        }  # fmt: skip
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return self.pane
