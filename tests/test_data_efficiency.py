@@ -23,3 +23,20 @@ def test_the_data_efficiency_benchmark_runs_end_to_end_at_a_tiny_size(tmp_path) 
     again = [a for a in args if a != "2"]  # --sizes 8
     assert subprocess.run([sys.executable, "benchmarks/data_efficiency.py", *again], timeout=600).returncode == 0
     assert sorted(r["trajectories"] for r in json.loads(out.read_text())["rows"]) == [2, 2, 8, 8]
+
+
+def test_trajectories_to_match_reads_the_mean_over_seeds_and_says_when_never() -> None:
+    from hwm_studio.training.efficiency import match_sentence, trajectories_to_match
+
+    def row(model, n, seed, vpt):
+        return {"system": "s", "model": model, "trajectories": n, "seed": seed, "vpt": vpt}
+
+    rows = [row("hwm", 8, 0, 100.0), row("hwm", 8, 1, 60.0)]  # target: the mean, 80
+    rows += [row("mlp", n, s, v) for n, s, v in [(8, 0, 10), (8, 1, 12), (32, 0, 90), (32, 1, 60), (64, 0, 81),
+                                                 (64, 1, 79)]]  # fmt: skip
+    assert trajectories_to_match(rows, "s") == (64, 80.0)  # 32 reaches 80 on one seed only: its mean is 75
+    assert match_sentence(rows, "s").startswith("64 (the hwm's VPT at 8: 80.0 steps)")
+    slow = [r for r in rows if r["trajectories"] != 64]
+    assert trajectories_to_match(slow, "s") == (None, 80.0)
+    assert match_sentence(slow, "s").startswith("more than 32")
+    assert match_sentence([r for r in rows if r["model"] == "mlp"], "s") == "no hwm row at 8 trajectories"
