@@ -288,3 +288,20 @@ def test_mpc_runs_closed_loop_on_the_truth_and_reports_its_return(studio) -> Non
     u = torch.as_tensor(np.stack(plan.executed_u), dtype=torch.float64)
     total = sum(float(cost(q[None, t : t + 2], p[None, t : t + 2], u[None, t : t + 1], None)[0]) for t in range(6))
     assert plan.episode_return == pytest.approx(-total, rel=1e-9)
+
+
+def test_the_data_efficiency_tab_draws_the_benchmarks_rows_for_the_system(studio) -> None:
+    view = studio.efficiency
+    view.update("pendulum", None)
+    assert "No data-efficiency rows for **pendulum**" in view.note.object
+    rows = [{"system": "pendulum", "model": m, "trajectories": n, "seed": s, "vpt": v, "energy_mse": e}
+            for m, n, s, v, e in [("hwm", 8, 0, 90.0, 1e-3), ("hwm", 8, 1, 70.0, 3e-3), ("mlp", 8, 0, 10.0, 0.5),
+                                  ("mlp", 32, 0, 85.0, None)]]  # fmt: skip
+    results = {"rows": rows, "steps": 500, "test_trajectories": 32, "scored_steps": 1000, "machine": "here"}
+    view.update("pendulum", results)
+    hwm = view.sources[("vpt", "hwm")].data
+    assert (hwm["n"], hwm["mean"], hwm["lo"], hwm["hi"]) == ([8], [80.0], [70.0], [90.0])
+    assert view.sources[("energy_mse", "mlp")].data["n"] == [8]  # a diverged run has no energy to draw
+    assert "MLP trajectories to reach the HWM's VPT at 8: 32 (the hwm's VPT at 8: 80.0 steps)" in view.note.object
+    view.update("chain", results)
+    assert view.sources[("vpt", "hwm")].data["n"] == []

@@ -30,6 +30,7 @@ from hwm_studio.physics.integrators import INTEGRATORS
 from hwm_studio.pretrained import available, pixel_assets, run_dir, studio_systems
 from hwm_studio.scene import SCHEDULES, ActionSchedule, Scene, SceneResult, SceneSpec, with_initial
 from hwm_studio.training.checkpoint import CheckpointError, load_model, read_config
+from hwm_studio.training.efficiency import load_results
 from hwm_studio.training.fit import TrainConfig, kind_defaults
 from hwm_studio.training.job import TrainingJob
 from hwm_studio.training.run import system_dataset
@@ -40,6 +41,7 @@ from hwm_studio.ui.views import (
     TOOLS,
     TRUTH,
     CouplingView,
+    EfficiencyView,
     EnergyView,
     MetricsView,
     PhaseView,
@@ -91,6 +93,8 @@ class Studio(pn.viewable.Viewer):
         self.metrics = MetricsView()
         self.video = VideoView()
         self.couplings = CouplingView()
+        self.efficiency = EfficiencyView()
+        self._efficiency_results = load_results()  # the benchmark's file, read once per session
         self.compare_model = PhaseView("Model", model_colour=MODEL)
         self.compare_base = PhaseView("Baseline", model_colour=OTHER)
         self._compare_src = ColumnDataSource({k: [] for k in ("t", "truth", "model", "base")})
@@ -156,6 +160,7 @@ class Studio(pn.viewable.Viewer):
             self.param.update(model_name="hwm" if "hwm" in opts else opts[0],
                               baseline_name="mlp" if "mlp" in opts else opts[-1], entity=names[0])  # fmt: skip
         self.planning.refresh_options(self._system_obj())
+        self.efficiency.update(self.system, self._efficiency_results)
         self._on_model()
 
     def _match_baseline(self) -> None:
@@ -587,8 +592,9 @@ class Studio(pn.viewable.Viewer):
             sizing_mode="stretch_width",
         )  # fmt: skip
         tabs = pn.Tabs(("Explore", explore), ("Compare", compare), ("Train", self._training_tab()),
-                       ("Plan", self.planning), sizing_mode="stretch_width", dynamic=False)  # fmt: skip
-        plan_tab = len(tabs) - 1
+                       ("Plan", self.planning), ("Data efficiency", self.efficiency), sizing_mode="stretch_width",
+                       dynamic=False)  # fmt: skip
+        plan_tab = 3
         tabs.param.watch(lambda e: self.planning.enable_3d() if e.new == plan_tab else None, "active")
         sidebar = pn.Column("## hwm_studio", self._controls, self._player, self._reset, width=310)
         return pn.Row(sidebar, pn.Column(self._status_pane, tabs, sizing_mode="stretch_width"),

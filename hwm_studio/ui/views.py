@@ -2,7 +2,8 @@
 
 Each view takes a `SceneResult` (and for the phase plane, the model's energy grid and flow) and
 replaces its sources' data; callers batch the updates of all views in one `pn.io.hold()`.
-Nothing here computes physics: every array comes from `hwm_studio.scene`.
+Nothing here computes physics: every array comes from `hwm_studio.scene` (the data-efficiency
+view's, from the benchmark's results file: it averages over seeds, nothing more).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from bokeh.plotting.contour import contour_data
 
 from hwm_studio.metrics import VPT_THRESHOLD
 from hwm_studio.scene import SceneResult
+from hwm_studio.training.efficiency import match_sentence, rows_of
 from hwm_studio.viz.frames import error_map, to_rgba_uint32
 
 TRUTH = "#222222"
@@ -299,3 +301,62 @@ class CouplingView(pn.viewable.Viewer):
 
     def __panel__(self) -> pn.viewable.Viewable:
         return self.pane
+
+
+EFFICIENCY_COLOURS = {"hwm": MODEL, "mlp": OTHER, "node": "#009E73", "hnn": "#CC79A7"}
+
+
+class EfficiencyView(pn.viewable.Viewer):
+    """The data-efficiency curve of the selected system, as `benchmarks/data_efficiency.py` measured
+    it (its results file, read through training/efficiency.py): VPT and true-energy MSE against the
+    number of training trajectories, a line per model (mean over seeds, the seeds' range as whiskers),
+    and the benchmark's own sentence on how many trajectories the MLP needs to match the HWM at 8."""
+
+    def __init__(self, **params: object) -> None:
+        super().__init__(**params)
+        self.figures = {
+            "vpt": figure(title="VPT over the held-out steps", height=320, sizing_mode="stretch_width",
+                          x_axis_type="log", x_axis_label="training trajectories", tools=TOOLS),
+            "energy_mse": figure(title="True-energy MSE over the held-out steps", height=320,
+                                 sizing_mode="stretch_width", x_axis_type="log", y_axis_type="log",
+                                 x_axis_label="training trajectories", tools=TOOLS),
+        }  # fmt: skip
+        self.sources: dict[tuple[str, str], ColumnDataSource] = {}
+        for metric, fig in self.figures.items():
+            for model, colour in EFFICIENCY_COLOURS.items():
+                src = ColumnDataSource(_empty(("n", "mean", "lo", "hi")))
+                fig.line("n", "mean", source=src, line_color=colour, line_width=2, legend_label=model)
+                fig.scatter("n", "mean", source=src, color=colour, size=7)
+                fig.segment("n", "lo", "n", "hi", source=src, line_color=colour, line_alpha=0.5)
+                self.sources[(metric, model)] = src
+            fig.legend.location = "top_left"
+            fig.legend.click_policy = "hide"
+        self.note = pn.pane.Markdown("", sizing_mode="stretch_width")
+
+    def update(self, system: str, results: dict | None) -> None:
+        rows = [r for r in (results or {}).get("rows", []) if r["system"] == system]
+        for (metric, model), src in self.sources.items():
+            sizes = sorted({r["trajectories"] for r in rows if r["model"] == model})
+            vals = [[r[metric] for r in rows_of(rows, system, model, n) if r[metric] is not None] for n in sizes]
+            keep = [i for i, v in enumerate(vals) if v]
+            src.data = {
+                "n": [sizes[i] for i in keep], "mean": [float(np.mean(vals[i])) for i in keep],
+                "lo": [min(vals[i]) for i in keep], "hi": [max(vals[i]) for i in keep],
+            }  # fmt: skip
+        if not rows:
+            self.note.object = (f"No data-efficiency rows for **{system}** yet: run "
+                                f"`python benchmarks/data_efficiency.py --systems {system}`.")  # fmt: skip
+            return
+        seeds = len({r["seed"] for r in rows})
+        assert results is not None
+        self.note.object = (
+            f"**{system}**, measured by `benchmarks/data_efficiency.py` ({results['steps']} optimiser steps per "
+            f"model whatever the data, {seeds} seed(s), {results['test_trajectories']} held-out trajectories of "
+            f"{results['scored_steps']} steps; {results['machine']}). MLP trajectories to reach the HWM's VPT at "
+            f"8: {match_sentence(rows, system)}."
+        )
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return pn.Column(self.note, pn.Row(*(pn.pane.Bokeh(f, sizing_mode="stretch_width") for f in
+                                             self.figures.values()), sizing_mode="stretch_width"),
+                         sizing_mode="stretch_width")  # fmt: skip
