@@ -180,6 +180,29 @@ def test_two_sessions_do_not_interfere(served, browser) -> None:
     b.close()
 
 
+def test_a_chain_shows_its_learned_coupling_graph_and_the_data_efficiency_tab_opens(served, browser) -> None:
+    """The coupling view appears only for models with pairs: showing it must not break the session's
+    update (toggling a Bokeh pane's own `visible` did, server-side, leaving the old system drawn)."""
+    errors: list[str] = []
+    page, studio = _session(served, browser, errors)
+    assert not studio.couplings.pane.visible
+    page.locator("select").nth(0).select_option("chain")  # System
+    _wait(lambda: studio.result is not None and studio.result.system_title == "Spring chain")
+    page.get_by_text("learned couplings (RMS pair force on the true states)").first.wait_for()
+    assert studio.couplings.pane.visible
+    assert studio.couplings.edges.data["label"] == [f"{v:.2f}" for v in studio.result.couplings.values()]
+    page.wait_for_timeout(1500)
+    _shot(page, "studio_chain_couplings.png")
+    page.get_by_text("Data efficiency", exact=True).first.click()
+    page.get_by_text("MLP trajectories to reach", exact=False).or_(
+        page.get_by_text("No data-efficiency rows")
+    ).first.wait_for()
+    page.wait_for_timeout(1000)
+    _shot(page, "studio_data_efficiency.png")
+    assert errors == []
+    page.close()
+
+
 def test_a_pixel_model_shows_decoded_video_and_its_latent(served, browser) -> None:
     errors: list[str] = []
     page, studio = _session(served, browser, errors)

@@ -277,7 +277,10 @@ class CouplingView(pn.viewable.Viewer):
         fig.axis.visible = False
         fig.grid.visible = False
         self.figure = fig
-        self.pane = pn.pane.Bokeh(fig, visible=False)  # shown for models with pair terms only
+        # shown for models with pair terms only; `visible` is toggled on a wrapping column, not on the
+        # Bokeh pane (Panel 1.x re-syncs a Bokeh pane's layout props on that change and fails on the
+        # figure's stylesheets: TypeError, the session's update lost)
+        self.pane = pn.Column(pn.pane.Bokeh(fig), visible=False)
 
     def update(self, r: SceneResult) -> None:
         couplings = r.couplings or {}
