@@ -166,3 +166,15 @@ def test_renderer_puts_the_pendulum_bob_where_the_physics_says() -> None:
 
 def test_registry_covers_the_required_systems() -> None:
     assert {"spring", "pendulum", "double_pendulum", "chain", "nbody", "gym_pendulum"} <= set(SYSTEMS)
+
+
+def test_data_of_a_base_system_is_known_by_the_preset_its_parameters_fix() -> None:
+    from hwm_studio.systems import known_as
+
+    three = get_system("three_body")
+    assert known_as(three.name, three.params) == "three_body"
+    two = get_system("two_body")
+    assert known_as(two.name, two.params) == "two_body"
+    assert known_as("nbody", {"n": 4}) == "nbody"  # no preset fixes four bodies
+    assert known_as("pendulum", {"g": 3.0}) == "pendulum"
+    assert known_as(None) is None

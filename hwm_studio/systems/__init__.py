@@ -27,6 +27,17 @@ def system_names() -> list[str]:
     return [*SYSTEMS, *PRESETS]
 
 
+def known_as(name: str | None, params: dict[str, Any] | None = None) -> str | None:
+    """The registry name data of system `name` with `params` is known by: the preset whose base is
+    `name` and whose fixed parameters all hold in `params` (nbody with n = 3 is the three_body), else
+    `name` itself. How the studio matches a run or a data file to the system it shows."""
+    params = params or {}
+    for preset, (base, fixed) in PRESETS.items():
+        if base == name and all(k in params and float(params[k]) == float(v) for k, v in fixed.items()):
+            return preset
+    return name
+
+
 def get_system(name: str, **params: Any) -> System:
     """Build a system by registry name (or preset), with parameters overriding the defaults."""
     if name in PRESETS:
@@ -52,5 +63,6 @@ __all__ = [
     "Spring",
     "System",
     "get_system",
+    "known_as",
     "system_names",
 ]

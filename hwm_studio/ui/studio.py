@@ -29,6 +29,7 @@ from hwm_studio.models import PIXEL_MODELS, STATE_MODELS, WorldModel
 from hwm_studio.physics.integrators import INTEGRATORS
 from hwm_studio.pretrained import available, pixel_assets, run_dir, studio_systems
 from hwm_studio.scene import SCHEDULES, ActionSchedule, Scene, SceneResult, SceneSpec, with_initial
+from hwm_studio.systems import known_as
 from hwm_studio.training.checkpoint import CheckpointError, load_model, read_config
 from hwm_studio.training.efficiency import load_results
 from hwm_studio.training.fit import TrainConfig, kind_defaults
@@ -125,7 +126,7 @@ class Studio(pn.viewable.Viewer):
                 cfg = read_config(self.workspace.run_path(name))
             except (CheckpointError, WorkspaceError):
                 continue
-            if cfg.system == self.system or (cfg.system == "nbody" and self.system in ("three_body",)):
+            if known_as(cfg.system, cfg.system_params) == self.system:
                 opts.append(f"run: {name}")
         if self._job is not None and self._job_system == self.system:
             opts.append(LIVE)
@@ -408,9 +409,8 @@ class Studio(pn.viewable.Viewer):
         except (DataFormatError, WorkspaceError, ValueError) as exc:
             self.train_status.object = f"**Cannot train on this data:** {exc}"
             return
-        self._job, self._job_system = job, (data.system_name or self.system)
-        if self._job_system == "nbody":
-            self._job_system = self.system
+        params = data.meta.get("params") if data.meta else None
+        self._job, self._job_system = job, (known_as(data.system_name, params) or self.system)
         self._train_src.data = {"step": [], "loss": []}
         self._val_src.data = {"step": [], "val": []}
         job.start()
