@@ -58,7 +58,10 @@ def _train(a: argparse.Namespace, train: object, run: Path, kind: str) -> tuple[
     """Train one kind into `run` (within --budget-s if given): status, steps done, seconds, message."""
     cfg = TrainConfig(steps=a.steps, lr=a.lr, batch_size=a.batch_size, horizon=a.horizon,
                       val_every=max(1, a.steps // 10), device=a.device, seed=a.seed)  # fmt: skip
-    options = CONSERVATIVE if kind == "hwm-pixels" and a.structure == "conservative" else {}
+    options = dict(CONSERVATIVE) if kind == "hwm-pixels" and a.structure == "conservative" else {}
+    for name in ("sprite_cells", "saliency_pool"):  # ablations of the pixel defaults
+        if getattr(a, name) is not None:
+            options[name] = getattr(a, name)
     stop = threading.Event()
     timer = threading.Timer(a.budget_s, stop.set) if a.budget_s else None
     if timer is not None:
@@ -100,10 +103,16 @@ def main() -> int:
     ap.add_argument("--style", choices=list(STYLES), default="default", help="how the frames are drawn")
     ap.add_argument("--seed", type=int, default=0,
                     help="training seed (weights, validation split, batches); the data stay the same")  # fmt: skip
+    ap.add_argument("--sprite-cells", type=int, default=None,
+                    help="ablation: cells across a body template (default: the decoder's, two per pixel)")  # fmt: skip
+    ap.add_argument("--saliency-pool", type=int, default=None,
+                    help="ablation: the encoder's saliency pooling (default: the encoder's, 3)")  # fmt: skip
     ap.add_argument("--results", default=None, help="results JSON (default: benchmarks/results/hgn_<task>.json)")
     a = ap.parse_args()
     if a.assets and a.style != "default":
         ap.error("--assets stores the task's default models: drop --style")
+    if a.assets and (a.sprite_cells is not None or a.saliency_pool is not None):
+        ap.error("--assets stores the task's default models: drop the ablation options")
     if a.threads:
         torch.set_num_threads(a.threads)
     device = resolve_device(a.device)
