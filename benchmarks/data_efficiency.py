@@ -46,7 +46,8 @@ def markdown(rows: list[dict]) -> str:
     for system in dict.fromkeys(r["system"] for r in rows):
         sizes = sorted({r["trajectories"] for r in rows if r["system"] == system})
         models = list(dict.fromkeys(r["model"] for r in rows if r["system"] == system))
-        title = f"**{system}**: VPT over {LONG} held-out steps (energy MSE below it), by training trajectories"
+        scored = next(r["scored_steps"] for r in rows if r["system"] == system)
+        title = f"**{system}**: VPT over {scored} held-out steps (energy MSE below it), by training trajectories"
         header = "| model | " + " | ".join(str(n) for n in sizes) + " |"
         lines += [title, "", header, "|---|" + "---|" * len(sizes)]
         for model in models:
@@ -83,8 +84,9 @@ def plot(rows: list[dict], path: Path) -> None:
                 if log:
                     ax.set_yscale("log")
         axes[0][col].set_title(system)
-        axes[0][col].set_ylabel(f"VPT (steps of {LONG})")
-        axes[1][col].set_ylabel(f"true-energy MSE over {LONG} steps")
+        scored = next(r["scored_steps"] for r in rows if r["system"] == system)
+        axes[0][col].set_ylabel(f"VPT (steps of {scored})")
+        axes[1][col].set_ylabel(f"true-energy MSE over {scored} steps")
         axes[1][col].set_xlabel("training trajectories")
     axes[0][0].legend()
     fig.tight_layout()
@@ -102,6 +104,7 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--steps", type=int, default=TRAIN_STEPS, help="optimiser steps per model (the CLI's default)")
     ap.add_argument("--points", type=int, default=POINTS, help="time points per training trajectory")
+    ap.add_argument("--scored-steps", type=int, default=LONG, help="held-out steps each model is scored over")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(RESULTS_FILE))
     ap.add_argument("--render", action="store_true", help="only print the table and redraw the plot from --out")
@@ -115,7 +118,7 @@ def main() -> int:
         torch.set_num_threads(args.threads)
         rows = []
         for system in args.systems:
-            test = held_out(system)
+            test = held_out(system, args.scored_steps)
             for seed in args.seeds:
                 pool = training_pool(system, max(args.sizes), seed, args.points)
                 for n in sorted(set(args.sizes)):
@@ -124,10 +127,11 @@ def main() -> int:
                         print(json.dumps(row), flush=True)
                         rows.append(row)
         key = lambda r: (r["system"], r["model"], r["trajectories"], r["seed"])  # noqa: E731
-        rows = [r for r in merged_rows(out, rows, key) if r["steps"] == args.steps]  # one training budget per file
+        same = ("steps", "scored_steps")  # one training budget and one held-out length per file
+        rows = [r for r in merged_rows(out, rows, key) if all(r.get(k) == getattr(args, k) for k in same)]
         result = {
             "machine": f"{platform.machine()}, {args.threads} torch threads, torch {torch.__version__}",
-            "steps": args.steps, "points": args.points, "test_trajectories": TEST, "scored_steps": LONG,
+            "steps": args.steps, "points": args.points, "test_trajectories": TEST, "scored_steps": args.scored_steps,
             "rows": rows,
         }  # fmt: skip
         out.parent.mkdir(parents=True, exist_ok=True)
