@@ -106,9 +106,11 @@ def _shot(page, name: str) -> Path:
 
 
 def test_page_loads_with_every_view_and_no_console_errors(served, browser) -> None:
-    url, _ = served
+    """Then the chain: its coupling view appears (only models with pairs have one) without breaking
+    the session's update (toggling a Bokeh pane's own `visible` did, server-side, leaving the old
+    system drawn), and the Data efficiency tab opens."""
     errors: list[str] = []
-    page = _open(browser, url, errors)
+    page, studio = _session(served, browser, errors)
     canvases = page.locator("canvas")
     _wait(lambda: canvases.count() >= 5)  # phase, energy, metrics, video (bokeh) and the VTK view
     for tab in ("Explore", "Compare", "Train"):
@@ -118,6 +120,19 @@ def test_page_loads_with_every_view_and_no_console_errors(served, browser) -> No
     page.get_by_text("Compare", exact=True).first.click()
     page.wait_for_timeout(1500)
     _shot(page, "studio_compare.png")
+    page.get_by_text("Explore", exact=True).first.click()
+    assert not studio.couplings.pane.visible
+    page.locator("select").nth(0).select_option("chain")  # System
+    _wait(lambda: studio.result is not None and studio.result.system_title == "Spring chain", timeout=60)
+    page.get_by_text("learned couplings (RMS pair force on the true states)").first.wait_for()
+    assert studio.couplings.pane.visible
+    assert studio.couplings.edges.data["label"] == [f"{v:.2f}" for v in studio.result.couplings.values()]
+    page.wait_for_timeout(1500)
+    _shot(page, "studio_chain_couplings.png")
+    page.get_by_text("Data efficiency", exact=True).first.click()
+    page.get_by_text("No data-efficiency rows").or_(page.get_by_text("MLP trajectories to reach")).first.wait_for()
+    page.wait_for_timeout(1000)
+    _shot(page, "studio_data_efficiency.png")
     assert errors == []
     page.close()
 
@@ -180,29 +195,6 @@ def test_two_sessions_do_not_interfere(served, browser) -> None:
     b.close()
 
 
-def test_a_chain_shows_its_learned_coupling_graph_and_the_data_efficiency_tab_opens(served, browser) -> None:
-    """The coupling view appears only for models with pairs: showing it must not break the session's
-    update (toggling a Bokeh pane's own `visible` did, server-side, leaving the old system drawn)."""
-    errors: list[str] = []
-    page, studio = _session(served, browser, errors)
-    assert not studio.couplings.pane.visible
-    page.locator("select").nth(0).select_option("chain")  # System
-    _wait(lambda: studio.result is not None and studio.result.system_title == "Spring chain")
-    page.get_by_text("learned couplings (RMS pair force on the true states)").first.wait_for()
-    assert studio.couplings.pane.visible
-    assert studio.couplings.edges.data["label"] == [f"{v:.2f}" for v in studio.result.couplings.values()]
-    page.wait_for_timeout(1500)
-    _shot(page, "studio_chain_couplings.png")
-    page.get_by_text("Data efficiency", exact=True).first.click()
-    page.get_by_text("MLP trajectories to reach", exact=False).or_(
-        page.get_by_text("No data-efficiency rows")
-    ).first.wait_for()
-    page.wait_for_timeout(1000)
-    _shot(page, "studio_data_efficiency.png")
-    assert errors == []
-    page.close()
-
-
 def test_a_pixel_model_shows_decoded_video_and_its_latent(served, browser) -> None:
     errors: list[str] = []
     page, studio = _session(served, browser, errors)
@@ -210,7 +202,7 @@ def test_a_pixel_model_shows_decoded_video_and_its_latent(served, browser) -> No
     selects.nth(0).select_option("two_body")  # System
     _wait(lambda: studio.system == "two_body")
     label = next(o for o in studio.param.model_name.objects if o.startswith("hwm-pixels"))
-    selects.nth(1).select_option(label=label)  # Model
+    selects.nth(1).select_option(label=label, timeout=90_000)  # Model (the options arrive with the system's)
     _wait(lambda: studio.result is not None and studio.result.reads_frames, timeout=60)
     # the phase portrait's title is drawn on the canvas (no DOM text): checked on the session's figure
     _wait(lambda: "aligned on its readings" in studio.phase.figure.title.text)
