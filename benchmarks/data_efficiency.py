@@ -18,7 +18,6 @@ import json
 import platform
 from pathlib import Path
 
-import numpy as np
 import torch
 from _report import merged_rows, spread
 
@@ -32,6 +31,7 @@ from hwm_studio.training.efficiency import (
     SIZES,
     SYSTEMS,
     TEST,
+    curve,
     held_out,
     match_sentence,
     rows_of,
@@ -70,15 +70,12 @@ def plot(rows: list[dict], path: Path) -> None:
     fig, axes = plt.subplots(2, len(systems), figsize=(4 * len(systems), 6.5), squeeze=False)
     for col, system in enumerate(systems):
         for model in dict.fromkeys(r["model"] for r in rows if r["system"] == system):
-            sizes = sorted({r["trajectories"] for r in rows if (r["system"], r["model"]) == (system, model)})
             for row, (metric, log) in enumerate((("vpt", False), ("energy_mse", True))):
-                vals = [[r[metric] for r in rows_of(rows, system, model, n) if r[metric] is not None] for n in sizes]
-                keep = [i for i, v in enumerate(vals) if v]
-                xs = [sizes[i] for i in keep]
+                c = curve(rows, system, model, metric)
+                xs = c["n"]
                 ax = axes[row][col]
-                (line,) = ax.plot(xs, [np.mean(vals[i]) for i in keep], marker="o", label=model)
-                ax.fill_between(xs, [min(vals[i]) for i in keep], [max(vals[i]) for i in keep],
-                                color=line.get_color(), alpha=0.15)  # fmt: skip
+                (line,) = ax.plot(xs, c["mean"], marker="o", label=model)
+                ax.fill_between(xs, c["lo"], c["hi"], color=line.get_color(), alpha=0.15)
                 ax.set_xscale("log", base=2)
                 ax.set_xticks(xs, [str(x) for x in xs])
                 if log:

@@ -82,6 +82,23 @@ def rows_of(rows: list[dict], system: str, model: str, n: int) -> list[dict]:
     return [r for r in rows if (r["system"], r["model"], r["trajectories"]) == (system, model, n)]
 
 
+def sizes_of(rows: list[dict], system: str, model: str) -> list[int]:
+    """The training-set sizes measured for one model of one system, ascending."""
+    return sorted({r["trajectories"] for r in rows if (r["system"], r["model"]) == (system, model)})
+
+
+def curve(rows: list[dict], system: str, model: str, metric: str) -> dict[str, list[float]]:
+    """One model's curve of `metric` over the sizes with a value: mean, min and max over seeds
+    (what the benchmark's plot, the notebook and the studio draw; a diverged run has no energy)."""
+    out: dict[str, list[float]] = {"n": [], "mean": [], "lo": [], "hi": []}
+    for n in sizes_of(rows, system, model):
+        values = [r[metric] for r in rows_of(rows, system, model, n) if r[metric] is not None]
+        if values:
+            for key, v in zip(out, (n, float(np.mean(values)), min(values), max(values)), strict=True):
+                out[key].append(v)
+    return out
+
+
 def mean_vpt(rows: list[dict], system: str, model: str, n: int) -> float:
     values = [r["vpt"] for r in rows_of(rows, system, model, n)]
     return float(np.mean(values)) if values else math.nan
@@ -93,10 +110,9 @@ def trajectories_to_match(
     """The fewest trajectories at which `model`'s mean VPT reaches `reference`'s at `at`
     trajectories (None: not within the sizes measured), and that target VPT (NaN: no such row)."""
     target = mean_vpt(rows, system, reference, at)
-    sizes = sorted({r["trajectories"] for r in rows if (r["system"], r["model"]) == (system, model)})
     if math.isnan(target):
         return None, target
-    return next((n for n in sizes if mean_vpt(rows, system, model, n) >= target), None), target
+    return next((n for n in sizes_of(rows, system, model) if mean_vpt(rows, system, model, n) >= target), None), target
 
 
 def match_sentence(rows: list[dict], system: str, model: str = "mlp", reference: str = "hwm") -> str:
@@ -104,6 +120,6 @@ def match_sentence(rows: list[dict], system: str, model: str = "mlp", reference:
     n, target = trajectories_to_match(rows, system, model, reference)
     if math.isnan(target):
         return f"no {reference} row at {REFERENCE_SIZE} trajectories"
-    sizes = sorted({r["trajectories"] for r in rows if (r["system"], r["model"]) == (system, model)})
+    sizes = sizes_of(rows, system, model)
     found = str(n) if n is not None else (f"more than {max(sizes)}" if sizes else "unmeasured")
     return f"{found} (the {reference}'s VPT at {REFERENCE_SIZE}: {target:.1f} steps)"

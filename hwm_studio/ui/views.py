@@ -16,7 +16,7 @@ from bokeh.plotting.contour import contour_data
 
 from hwm_studio.metrics import VPT_THRESHOLD
 from hwm_studio.scene import SceneResult
-from hwm_studio.training.efficiency import match_sentence, rows_of
+from hwm_studio.training.efficiency import curve, match_sentence
 from hwm_studio.viz.frames import error_map, to_rgba_uint32
 
 TRUTH = "#222222"
@@ -339,13 +339,7 @@ class EfficiencyView(pn.viewable.Viewer):
     def update(self, system: str, results: dict | None) -> None:
         rows = [r for r in (results or {}).get("rows", []) if r["system"] == system]
         for (metric, model), src in self.sources.items():
-            sizes = sorted({r["trajectories"] for r in rows if r["model"] == model})
-            vals = [[r[metric] for r in rows_of(rows, system, model, n) if r[metric] is not None] for n in sizes]
-            keep = [i for i, v in enumerate(vals) if v]
-            src.data = {
-                "n": [sizes[i] for i in keep], "mean": [float(np.mean(vals[i])) for i in keep],
-                "lo": [min(vals[i]) for i in keep], "hi": [max(vals[i]) for i in keep],
-            }  # fmt: skip
+            src.data = curve(rows, system, model, metric)
         if not rows:
             self.note.object = (f"No data-efficiency rows for **{system}** yet: run "
                                 f"`python benchmarks/data_efficiency.py --systems {system}`.")  # fmt: skip
