@@ -36,3 +36,23 @@ def test_trajectories_to_match_reads_the_mean_over_seeds_and_says_when_never() -
     assert trajectories_to_match(slow, "s") == (None, 80.0)
     assert match_sentence(slow, "s").startswith("more than 32")
     assert match_sentence([r for r in rows if r["model"] == "mlp"], "s") == "no hwm row at 8 trajectories"
+
+
+def test_a_broken_results_file_is_a_clear_error_and_the_studio_shows_it(tmp_path, monkeypatch) -> None:
+    import pytest
+
+    from hwm_studio.training import efficiency
+
+    assert efficiency.load_results(tmp_path / "none.json") is None
+    for text in ('{"rows": [', "[1, 2]", '{"steps": 5}'):
+        (tmp_path / "bad.json").write_text(text)
+        with pytest.raises(ValueError, match=r"bad\.json is not a data-efficiency results file"):
+            efficiency.load_results(tmp_path / "bad.json")
+    pytest.importorskip("panel")
+    from hwm_studio.ui import studio as studio_module
+    from hwm_studio.workspace import Workspace
+
+    monkeypatch.setattr(studio_module, "load_results", lambda: efficiency.load_results(tmp_path / "bad.json"))
+    studio = studio_module.Studio(workspace=Workspace(tmp_path / "ws"))
+    assert "Cannot read the data-efficiency results" in studio.efficiency.note.object
+    assert studio.result is not None  # the rest of the studio works

@@ -38,9 +38,18 @@ RESULTS_FILE = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / 
 
 
 def load_results(path: str | Path = RESULTS_FILE) -> dict[str, Any] | None:
-    """The benchmark's results file, or None when it has not been run here."""
+    """The benchmark's results file, or None when it has not been run here; ValueError, saying
+    which file, when it is not one (truncated, or not the benchmark's)."""
     path = Path(path)
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path} is not a data-efficiency results file: {exc}") from exc
+    if not isinstance(results, dict) or not isinstance(results.get("rows"), list):
+        raise ValueError(f"{path} is not a data-efficiency results file: it has no list of rows")
+    return results
 
 
 def held_out(system: str, steps: int = LONG, trajectories: int = TEST) -> TrajectoryData:

@@ -95,7 +95,10 @@ class Studio(pn.viewable.Viewer):
         self.video = VideoView()
         self.couplings = CouplingView()
         self.efficiency = EfficiencyView()
-        self._efficiency_results = load_results()  # the benchmark's file, read once per session
+        try:  # the benchmark's file, read once per session; a broken one is a message, not a crash
+            self._efficiency_results, self._efficiency_problem = load_results(), None
+        except ValueError as exc:
+            self._efficiency_results, self._efficiency_problem = None, str(exc)
         self.compare_model = PhaseView("Model", model_colour=MODEL)
         self.compare_base = PhaseView("Baseline", model_colour=OTHER)
         self._compare_src = ColumnDataSource({k: [] for k in ("t", "truth", "model", "base")})
@@ -161,7 +164,7 @@ class Studio(pn.viewable.Viewer):
             self.param.update(model_name="hwm" if "hwm" in opts else opts[0],
                               baseline_name="mlp" if "mlp" in opts else opts[-1], entity=names[0])  # fmt: skip
         self.planning.refresh_options(self._system_obj())
-        self.efficiency.update(self.system, self._efficiency_results)
+        self.efficiency.update(self.system, self._efficiency_results, self._efficiency_problem)
         self._on_model()
 
     def _match_baseline(self) -> None:

@@ -336,10 +336,14 @@ class EfficiencyView(pn.viewable.Viewer):
             fig.legend.click_policy = "hide"
         self.note = pn.pane.Markdown("", sizing_mode="stretch_width")
 
-    def update(self, system: str, results: dict | None) -> None:
+    def update(self, system: str, results: dict | None, problem: str | None = None) -> None:
+        """`problem`: why the results file could not be read (shown instead of the curves)."""
         rows = [r for r in (results or {}).get("rows", []) if r["system"] == system]
         for (metric, model), src in self.sources.items():
             src.data = curve(rows, system, model, metric)
+        if problem is not None:
+            self.note.object = f"**Cannot read the data-efficiency results:** {problem}"
+            return
         if not rows:
             self.note.object = (f"No data-efficiency rows for **{system}** yet: run "
                                 f"`python benchmarks/data_efficiency.py --systems {system}`.")  # fmt: skip
