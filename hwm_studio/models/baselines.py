@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
@@ -52,6 +54,9 @@ class DiscreteStep:
 
     def step(self, field: torch.nn.Module, state: PhaseState, u: Tensor | None, dt: object = None) -> PhaseState:
         return state.axpy(1.0, field(state, u))
+
+    def stepper(self, field: torch.nn.Module, dt: object = None) -> Callable[[PhaseState, Tensor | None], PhaseState]:
+        return lambda state, u: self.step(field, state, u)
 
 
 class MLPTransition(WorldModel):

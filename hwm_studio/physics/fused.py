@@ -55,8 +55,9 @@ class _Chunk(nn.Module):
             field.residual_scale = scales[1]
         qs, ps = [], []
         state = PhaseState(q, p)
+        step = self.integrator.stepper(field, dt)
         for k in range(self.n):
-            state = self.integrator.step(field, state, u[:, k] if self.with_actions else None, dt)
+            state = step(state, u[:, k] if self.with_actions else None)
             qs.append(state.q)
             ps.append(state.p)
         return torch.stack(qs, dim=1), torch.stack(ps, dim=1)
@@ -99,8 +100,8 @@ class _Graph:
 class FusedRollout:
     """Roll a field out with traced chunks; same result as `physics.rollout` without the ledger.
 
-    `integrator` is anything with a `name` and `step(field, state, u, dt)`: the continuous
-    integrators, or a discrete map's step.
+    `integrator` is anything with a `name` and `stepper(field, dt)`: the continuous integrators,
+    or a discrete map's step.
     """
 
     def __init__(self, field: VectorField, integrator: Integrator, chunk: int = 10) -> None:

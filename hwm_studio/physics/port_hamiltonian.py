@@ -61,6 +61,8 @@ class InputMap(nn.Module, ABC):
 class Residual(nn.Module, ABC):
     """r(z, u): a correction outside the energy structure; its size is penalised in training."""
 
+    momentum_only: ClassVar[bool] = False  # a residual may move positions too
+
     @abstractmethod
     def apply(self, state: PhaseState, u: Tensor | None) -> PhaseState:
         """Return r(z, u), each part (B, E, D)."""
@@ -107,6 +109,10 @@ class LinearInputMap(InputMap):
     def momentum_part(self, state: PhaseState, u: Tensor) -> Tensor:
         force = (u @ self.matrix.to(u.dtype).T).reshape(u.shape[0], self.n_entities, self.dim)
         return force.expand_as(state.p)
+
+
+def _scaled(scale: float | Tensor, x: Tensor) -> Tensor:
+    return x if isinstance(scale, float) and scale == 1.0 else scale * x
 
 
 class PortHamiltonianField(nn.Module):
@@ -158,29 +164,39 @@ class PortHamiltonianField(nn.Module):
         """J grad H."""
         return self.hamiltonian.hamilton_field(state)
 
+    def _active_ports(self, u: Tensor | None) -> list[tuple[float | Tensor, nn.Module, tuple[object, ...]]]:
+        """(scale, port, arguments) of every non-conservative port acting now (from configuration)."""
+        ports: list[tuple[float | Tensor, nn.Module, tuple[object, ...]]] = []
+        if self._dissipating():
+            ports.append((-self.dissipation_scale, self.dissipation, (self.hamiltonian,)))
+        if u is not None and self.input_map is not None:
+            ports.append((1.0, self.input_map, (u,)))
+        if self._residual_on():
+            ports.append((self.residual_scale, self.residual, (u,)))
+        return ports
+
+    def moves_positions(self, u: Tensor | None) -> bool:
+        """Whether the non-conservative flow can change q (some acting port is not momentum-only).
+        When it cannot, a step's closing force dH/dq is still valid at the next step's start."""
+        return any(not getattr(port, "momentum_only", False) for _, port, _ in self._active_ports(u))
+
     def nonconservative(self, state: PhaseState, u: Tensor | None) -> PhaseState:
         """-R grad H + G u + r: everything that exchanges energy with the outside."""
         q_parts: list[Tensor] = []
         p_parts: list[Tensor] = []
-
-        def add(scale: float | Tensor, port: nn.Module, *args: object) -> None:
-            def scaled(x: Tensor) -> Tensor:
-                return x if isinstance(scale, float) and scale == 1.0 else scale * x
-
+        for scale, port, args in self._active_ports(u):
             if getattr(port, "momentum_only", False):
-                p_parts.append(scaled(port.momentum_part(state, *args)))
+                p_parts.append(_scaled(scale, port.momentum_part(state, *args)))
             else:
                 part = port.apply(state, *args)
-                q_parts.append(scaled(part.q))
-                p_parts.append(scaled(part.p))
-
-        if self._dissipating():
-            add(-self.dissipation_scale, self.dissipation, self.hamiltonian)
-        if u is not None and self.input_map is not None:
-            add(1.0, self.input_map, u)
-        if self._residual_on():
-            add(self.residual_scale, self.residual, u)
+                q_parts.append(_scaled(scale, part.q))
+                p_parts.append(_scaled(scale, part.p))
         return PhaseState(sum_or_zeros(q_parts, state.q), sum_or_zeros(p_parts, state.p))
+
+    def nonconservative_momentum(self, state: PhaseState, u: Tensor | None) -> Tensor:
+        """The p-part of `nonconservative`, for when `moves_positions(u)` is False (its q-part is zero)."""
+        parts = [_scaled(scale, port.momentum_part(state, *args)) for scale, port, args in self._active_ports(u)]
+        return sum_or_zeros(parts, state.p)
 
     def forward(self, state: PhaseState, u: Tensor | None = None) -> PhaseState:
         """dz/dt at `state` under action `u` (B, A) or None."""

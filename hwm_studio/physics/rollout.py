@@ -109,9 +109,10 @@ def rollout(
     if actions is not None:
         actions = actions[:, :steps]
     qs, ps = [state.q], [state.p]
+    step = integrator.stepper(field, dt)
     for t in range(steps):
         u = None if actions is None else actions[:, t]
-        state = integrator.step(field, state, u, dt)
+        state = step(state, u)
         qs.append(state.q)
         ps.append(state.p)
     q, p = torch.stack(qs, dim=1), torch.stack(ps, dim=1)  # (B, T+1, E, D)

@@ -119,8 +119,9 @@ def true_step(
 
     def field_step(q: Tensor, p: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
         state = PhaseState(q, p)
+        step = integ.stepper(field, h)
         for _ in range(substeps):
-            state = integ.step(field, state, u, h)
+            state = step(state, u)
         return state.q, state.p
 
     return field_step

@@ -11,6 +11,8 @@ familiar kick-drift-kick; otherwise they are solved by `iterations` fixed-point 
 
 from __future__ import annotations
 
+from torch import Tensor
+
 from hwm_studio.physics.energy import Hamiltonian
 from hwm_studio.physics.integrators.base import SplittingIntegrator
 from hwm_studio.state import PhaseState
@@ -31,20 +33,27 @@ def leapfrog_step(hamiltonian: Hamiltonian, state: PhaseState, dt: float, iterat
 
 
 def leapfrog_composition(
-    hamiltonian: Hamiltonian, state: PhaseState, dt: float, fractions: tuple[float, ...], iterations: int
-) -> PhaseState:
-    """Leapfrog steps of w * dt for each w in `fractions`, in order (Yoshida composes three).
+    hamiltonian: Hamiltonian,
+    state: PhaseState,
+    dt: float,
+    fractions: tuple[float, ...],
+    iterations: int,
+    force: Tensor | None = None,
+) -> tuple[PhaseState, Tensor | None]:
+    """Leapfrog steps of w * dt for each w in `fractions`, in order (Yoshida composes three), and
+    dH/dq at the end (None for non-separable H).
 
     For separable H the closing kick of one stage and the opening kick of the next evaluate
     dH/dq at the same q, so it is computed once (first-same-as-last): identical numbers, fewer
-    evaluations.
+    evaluations. `force`, when given, is dH/dq at the state's q (a previous step's closing force).
     """
     if not hamiltonian.separable:
         for w in fractions:
             state = leapfrog_step(hamiltonian, state, w * dt, iterations)
-        return state
+        return state, None
     q, p = state.q, state.p
-    force = hamiltonian.grad_q(q, p)
+    if force is None:
+        force = hamiltonian.grad_q(q, p)
     for w in fractions:
         h = dt if w == 1.0 else w * dt  # (plain leapfrog: no multiply by one in traced graphs)
         h2 = 0.5 * h
@@ -52,7 +61,7 @@ def leapfrog_composition(
         q = q + h * hamiltonian.grad_p(q, p_half)
         force = hamiltonian.grad_q(q, p_half)
         p = p_half - h2 * force
-    return PhaseState(q, p)
+    return PhaseState(q, p), force
 
 
 class Leapfrog(SplittingIntegrator):
@@ -63,4 +72,9 @@ class Leapfrog(SplittingIntegrator):
         self.iterations = iterations
 
     def conservative_step(self, hamiltonian: Hamiltonian, state: PhaseState, dt: float) -> PhaseState:
-        return leapfrog_composition(hamiltonian, state, dt, (1.0,), self.iterations)
+        return self.conservative_flow(hamiltonian, state, dt, None)[0]
+
+    def conservative_flow(
+        self, hamiltonian: Hamiltonian, state: PhaseState, dt: float, force: Tensor | None
+    ) -> tuple[PhaseState, Tensor | None]:
+        return leapfrog_composition(hamiltonian, state, dt, (1.0,), self.iterations, force)

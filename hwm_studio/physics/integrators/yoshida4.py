@@ -8,6 +8,8 @@ backwards). Being a composition of the generalized leapfrog, it is valid for non
 
 from __future__ import annotations
 
+from torch import Tensor
+
 from hwm_studio.physics.energy import Hamiltonian
 from hwm_studio.physics.integrators.base import SplittingIntegrator
 from hwm_studio.physics.integrators.leapfrog import leapfrog_composition
@@ -25,4 +27,9 @@ class Yoshida4(SplittingIntegrator):
         self.iterations = iterations
 
     def conservative_step(self, hamiltonian: Hamiltonian, state: PhaseState, dt: float) -> PhaseState:
-        return leapfrog_composition(hamiltonian, state, dt, (W1, W0, W1), self.iterations)
+        return self.conservative_flow(hamiltonian, state, dt, None)[0]
+
+    def conservative_flow(
+        self, hamiltonian: Hamiltonian, state: PhaseState, dt: float, force: Tensor | None
+    ) -> tuple[PhaseState, Tensor | None]:
+        return leapfrog_composition(hamiltonian, state, dt, (W1, W0, W1), self.iterations, force)
