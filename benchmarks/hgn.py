@@ -106,7 +106,8 @@ def main() -> int:
     ap.add_argument("--sprite-cells", type=int, default=None,
                     help="ablation: cells across a body template (default: the decoder's, two per pixel)")  # fmt: skip
     ap.add_argument("--saliency-pool", type=int, default=None,
-                    help="ablation: the encoder's saliency pooling (default: the encoder's, 3)")  # fmt: skip
+                    help="ablation: the encoder's saliency pooling (default: encoder.saliency_pool_for, "
+                         "3 where a body hangs from another, 1 elsewhere)")  # fmt: skip
     ap.add_argument("--results", default=None, help="results JSON (default: benchmarks/results/hgn_<task>.json)")
     a = ap.parse_args()
     if a.assets and a.style != "default":

@@ -173,10 +173,13 @@ def test_pooled_saliency_starts_attention_on_the_inner_bob_not_on_the_rods() -> 
     assert (off[1] > 2.5).any(), off  # the failure the pooling is for
 
 
-def test_the_default_pixel_encoder_pools_its_saliency_and_old_checkpoints_keep_theirs() -> None:
-    data = _frames_data("pendulum")
-    cfg = config_from_data(data, "hwm-pixels")
+def test_the_default_encoder_pools_its_saliency_only_where_a_body_hangs_from_another() -> None:
+    """Pooled on the double pendulum (links between bodies), per pixel on the pendulum and the bodies
+    in a plane (pooling biases the reading there); checkpoints from before the field keep per pixel."""
+    cfg = config_from_data(dataset("double_pendulum", 2, 3, steps=1, seed=5), "hwm-pixels")
     assert cfg.saliency_pool == 3
+    for system in ("pendulum", "nbody"):
+        assert config_from_data(_frames_data(system), "hwm-pixels").saliency_pool == 1, system
     old = {k: v for k, v in json.loads(cfg.to_json()).items() if k != "saliency_pool"}  # a checkpoint from before
     assert type(cfg).from_dict(old).saliency_pool == 1
 

@@ -166,7 +166,7 @@ def _pixel_config(data: TrajectoryData, kind: str, overrides: dict[str, Any]) ->
     the data's dimension per entity; unit scales (the geometry calibrates the latent's scale).
     """
     from hwm_studio.models.pixel.decoder import template_cells
-    from hwm_studio.models.pixel.encoder import SALIENCY_POOL
+    from hwm_studio.models.pixel.encoder import saliency_pool_for
     from hwm_studio.models.pixel.geometry import GEOMETRIES
 
     if data.frames is None:
@@ -192,7 +192,7 @@ def _pixel_config(data: TrajectoryData, kind: str, overrides: dict[str, Any]) ->
         "frame_size": int(data.frames.shape[2]),
         "geometry": geometry,
         "anchors": anchors,
-        "saliency_pool": SALIENCY_POOL,  # checkpoints from before it existed load with 1, as they were trained
+        "saliency_pool": saliency_pool_for(anchors),  # checkpoints from before the field load with 1, as trained
         "sprite_cells": template_cells(int(data.frames.shape[2])),  # older ones load with 0: their own size
         **_kinetic_structure(system),
     }
