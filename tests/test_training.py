@@ -70,25 +70,6 @@ def test_fit_is_deterministic_with_a_seed(pendulum_data) -> None:
     assert any(not torch.equal(weights[0][k], v) for k, v in other.state_dict().items())
 
 
-def test_a_span_continues_the_run_s_schedule(pendulum_data) -> None:
-    """fit over steps 1..8 then 9..20 runs the whole run's learning rates and horizons at those
-    steps (how structure selection changes form part-way); a span outside the run is refused."""
-    train, _ = pendulum_data
-    cfg = TrainConfig(steps=20, horizon=6, device="cpu", val_every=0)
-    whole = fit(_fresh("hwm", train), train, cfg).history
-    model = _fresh("hwm", train)
-    first = fit(model, train, cfg, span=(0, 8))
-    rest = fit(model, train, cfg, span=(8, 20))
-    assert (first.steps_done, rest.steps_done) == (8, 20)
-    parts = first.history + rest.history
-    assert [r["step"] for r in parts] == list(range(1, 21))
-    assert [r["lr"] for r in parts] == [r["lr"] for r in whole]
-    assert [r["horizon"] for r in parts] == [r["horizon"] for r in whole]
-    for span in ((8, 8), (-1, 5), (0, 21)):
-        with pytest.raises(ValueError, match="span"):
-            fit(model, train, cfg, span=span)
-
-
 def test_divergence_stops_training_and_restores_the_last_good_weights(pendulum_data) -> None:
     train, _ = pendulum_data
     model = _fresh("hwm", train)
