@@ -139,22 +139,16 @@ def fit(
     callbacks: list[Callback] | None = None,
     stop: threading.Event | None = None,
     derivatives: tuple[np.ndarray, np.ndarray] | None = None,
-    span: tuple[int, int] | None = None,
 ) -> FitResult:
     """Train `model` in place on `train` (validated TrajectoryData); returns what happened.
 
     Callbacks receive event dicts ({'event': 'step' | 'validation' | 'end', ...}); one returning
-    False stops training (status 'stopped'), as does setting `stop`. `span` = (done, last): run
-    only steps done + 1 .. last of the config's schedule (learning rate and horizon as at those
-    steps of the whole run), so a run can change form part-way (structure selection does).
+    False stops training (status 'stopped'), as does setting `stop`.
     """
     cfg = config or TrainConfig()
     callbacks = callbacks or []
     device = resolve_device(cfg.device)
-    done, last = span if span is not None else (0, cfg.steps)
-    if not 0 <= done < last <= cfg.steps:
-        raise ValueError(f"span must satisfy 0 <= done < last <= steps ({cfg.steps}), got {span}")
-    seed_everything(cfg.seed + done)
+    seed_everything(cfg.seed)
     if cfg.derivative_weight > 0 and derivatives is None:
         raise ValueError("derivative_weight > 0 needs derivative labels")
     if train.n_times < 2:
@@ -165,7 +159,7 @@ def fit(
     series = to_series(model, train, device, derivatives=derivatives)
     model.prepare_training(series.obs)
     val_series = to_series(model, val, device) if val is not None else None
-    gen = torch.Generator().manual_seed(cfg.seed + done)  # a later span draws other windows
+    gen = torch.Generator().manual_seed(cfg.seed)
     opt = torch.optim.Adam(_param_groups(model, cfg), weight_decay=cfg.weight_decay)
     max_h = cfg.horizon
     while max_h > 1 and model.window_length(max_h) > train.n_times:
@@ -186,9 +180,9 @@ def fit(
     history: list[dict[str, Any]] = []
     status, message = "completed", ""
     t_start = time.perf_counter()
-    step = done
+    step = 0
     model.train()
-    for step in range(done + 1, last + 1):
+    for step in range(1, cfg.steps + 1):
         if stop is not None and stop.is_set():
             status, message = "stopped", "stopped on request"
             step -= 1
@@ -232,7 +226,7 @@ def fit(
         if model.last_loss_terms:
             record["terms"] = dict(model.last_loss_terms)
         keep = emit(record)
-        if val_series is not None and cfg.val_every and (step % cfg.val_every == 0 or step == last):
+        if val_series is not None and cfg.val_every and (step % cfg.val_every == 0 or step == cfg.steps):
             model.eval()
             v = validation_error(model, val_series, cfg.val_horizon)
             warning = diagnosis(model, val_series, cfg.val_horizon)

@@ -14,15 +14,14 @@ little friction lowers it on noisy held-out data too. So each part is judged by 
   - if they are, friction stays, and the residual is judged by the held-out rollout error (whole
     validation trajectories, as validation scores them): kept when switching it off makes that
     more than `TOLERANCE` worse.
-The choice is made after `DECIDE_AT` of the training steps; the model is then rebuilt without the
-removed parts (its other weights kept) and trains the remaining steps of the same schedule in that
-form, so the steps a pruned model has left cost what its form costs (no residual: about half). The
-choice and its evidence are recorded in its config. G is never removed: whether actions act is a
-fact of the data, not a fit.
+The model is then rebuilt without the removed parts (its other weights kept), trained a little
+further in that form, and the choice and its evidence are recorded in its config. G is never
+removed: whether actions act is a fact of the data, not a fit.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import threading
 from collections.abc import Callable
@@ -38,7 +37,7 @@ from hwm_studio.training.fit import Callback, FitResult, TrainConfig, fit, valid
 from hwm_studio.training.windows import to_series
 
 TOLERANCE = 0.05  # a part stays only if removing it makes held-out rollouts more than 5% worse
-DECIDE_AT = 0.4  # the share of the training steps run in full form before the choice
+REFINE_FRACTION = 0.2  # further steps in the chosen form, as a share of the training steps
 STRUCTURES = ("auto", "full", "conservative")
 
 
@@ -112,48 +111,48 @@ def fit_structure(
     rebuilt: Callable[[WorldModel], None] | None = None,
     derivatives: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[WorldModel, FitResult]:
-    """fit(); for structure 'auto' (an HWM with removable parts, held-out data) the selection above
-    after DECIDE_AT of the steps, the rest trained in the chosen form. Returns the model to keep (a
-    new object when parts were removed) and the fit result of the whole run. `rebuilt` is told of
-    the new model before it trains further (the caller's checkpoints save it); `derivatives`:
-    labels for fit's derivative loss, used in both phases."""
+    """fit(), then (structure 'auto', an HWM with removable parts, held-out data) the selection
+    above; returns the model to keep (a new object when parts were removed) and the fit result.
+    `rebuilt` is told of the new model before it trains further (the caller's checkpoints save it);
+    `derivatives`: labels for fit's derivative loss, used in both phases."""
     if structure not in STRUCTURES:
         raise ValueError(f"structure must be one of {', '.join(STRUCTURES)}, got {structure!r}")
     if structure == "conservative":
         if _parts(model):
             model = without(model, tuple(_parts(model)))
         model.config.structure = {"chosen": "conservative", "by": "request"}
-    decide = min(config.steps, max(1, round(DECIDE_AT * config.steps)))
-    choosing = structure == "auto" and val is not None and bool(_parts(model))
-    span = (0, decide) if choosing else None
-    result = fit(model, train, config, val=val, callbacks=callbacks, stop=stop, derivatives=derivatives, span=span)
-    if not choosing or result.status != "completed":
+    result = fit(model, train, config, val=val, callbacks=callbacks, stop=stop, derivatives=derivatives)
+    if structure != "auto" or val is None or not _parts(model) or result.status != "completed":
         return model, result
     parts = _parts(model)
     removed_list: list[str] = []
-    record: dict[str, Any] = {"decided_at_step": decide}
+    record: dict[str, Any] = {}
     balance = energy_balance(model, val)
     record["energy_balance"] = balance
     if not balance["dissipative"]:  # the held-out data keep their energy: nothing may drain it
         removed_list += parts
+    series = to_series(model, val, next(model.parameters()).device)  # the pruned model observes data alike
     if balance["dissipative"] and "residual" in parts:
-        series = to_series(model, val, next(model.parameters()).device)
         with_r, without_r = _score_without(model, (), series), _score_without(model, ("residual",), series)
         record["rollout_error"] = {"with residual": with_r, "without": without_r}
         if without_r <= (1 + TOLERANCE) * with_r:
             removed_list.append("residual")
     removed = tuple(removed_list)
     record.update(removed=list(removed), kept=[p for p in parts if p not in removed])
+    score_before = _score_without(model, removed, series)
     if removed:
         model = without(model, removed)
         if rebuilt is not None:
             rebuilt(model)
-    if decide < config.steps:
-        rest = fit(model, train, config, val=val, callbacks=callbacks, stop=stop, derivatives=derivatives,
-                   span=(decide, config.steps))  # fmt: skip
-        result = dataclasses.replace(
-            rest, history=result.history + rest.history, seconds=result.seconds + rest.seconds,
-            best_val=rest.best_val if rest.best_val is not None else result.best_val,
-        )  # fmt: skip
+        before = copy.deepcopy(model.state_dict())
+        refine = dataclasses.replace(config, steps=max(1, round(REFINE_FRACTION * config.steps)),
+                                     lr=0.3 * config.lr, curriculum=0.0)  # fmt: skip
+        more = fit(model, train, refine, val=val, callbacks=callbacks, stop=stop, derivatives=derivatives)
+        best_val = more.best_val if more.best_val is not None else result.best_val
+        result = dataclasses.replace(result, seconds=result.seconds + more.seconds, best_val=best_val)
+        record["refine_steps"] = more.steps_done
+        if validation_error(model.eval(), series, None) > score_before:
+            model.load_state_dict(before)  # the further steps did not help: keep the pruned weights
+            record["refine_kept"] = False
     model.config.structure = record
     return model, result
