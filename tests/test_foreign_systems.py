@@ -86,3 +86,20 @@ def test_the_unseen_systems_benchmark_runs_end_to_end_at_a_tiny_size(tmp_path) -
     assert [r["model"] for r in rows] == ["hwm", "mlp", "hwm-shared"]
     assert set(rows[0]["couplings"]) == {"0-1", "0-2", "1-2"}
     assert "| wall_chain | hwm |" in res.stdout
+
+
+def test_the_training_speed_benchmark_times_every_form(tmp_path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "speed.json"
+    args = ["--systems", "polynomial_particle", "--steps", "2", "--out", str(out)]
+    res = subprocess.run([sys.executable, "benchmarks/training_speed.py", *args], capture_output=True, text=True,
+                         timeout=600)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    (row,) = json.loads(out.read_text())["ms_per_step"]
+    forms = ("mlp", "hwm, full", "hwm, friction only", "hwm, conservative")
+    assert all(row[f] > 0 for f in forms), row
+    assert row["hwm, full / mlp"] == round(row["hwm, full"] / row["mlp"], 1)
+    assert "| polynomial_particle |" in res.stdout
