@@ -31,7 +31,7 @@ from hwm_studio.models.base import WorldModel
 from hwm_studio.models.pixel.alignment import Alignment
 from hwm_studio.physics.fused import FusedRollout
 from hwm_studio.physics.integrators import get_integrator
-from hwm_studio.physics.rollout import flatten_time
+from hwm_studio.physics.rollout import flatten_time, rollout
 from hwm_studio.state import PhaseState
 from hwm_studio.systems import System, get_system
 
@@ -197,6 +197,18 @@ class Scene:
         return self._truth
 
     # --- the whole scene -------------------------------------------------------------------------
+    def _truth_head(self, spec: SceneSpec, k: int) -> np.ndarray:
+        """The true q of the first k shown states, (k, E, D), stepped eagerly as `truth` steps them
+        (what a pixel model reads, without waiting for the whole truth)."""
+        system, dt = self.system(spec), self.dt(spec)
+        u = spec.actions.values(spec.steps, dt, system.action_dim, system.action_bound)[: k - 1]
+        acting = system.action_dim and bool(np.any(u != 0))
+        fine_u = torch.as_tensor(u, dtype=torch.float64)[None].repeat_interleave(TRUTH_SUBSTEPS, dim=1)
+        traj = rollout(system.field(), get_integrator("yoshida4"), self.initial_state(spec),
+                       fine_u if acting else None, dt / TRUTH_SUBSTEPS, (k - 1) * TRUTH_SUBSTEPS,
+                       record_energy=False)  # fmt: skip
+        return traj.q[0, ::TRUTH_SUBSTEPS].numpy()
+
     def _truth_then(self, spec: SceneSpec, sidecar: Callable[[], Any] | None) -> tuple[tuple[np.ndarray, ...], Any]:
         truth = self.truth(spec)
         return truth, (sidecar() if sidecar is not None else None)
@@ -262,8 +274,10 @@ class Scene:
         """A pixel model reads the first k true frames, rolls its latent out and decodes every step.
 
         With a sidecar the second core computes the truth, then draws all its frames, then runs the
-        sidecar; this thread waits for the truth only, draws the k frames the model reads itself
-        (the same bytes: frames are drawn independently) and predicts while the rest are drawn."""
+        sidecar; this thread steps the first k true states itself (as `truth` steps them), draws the
+        k frames the model reads and predicts meanwhile. Should those frames differ from the truth's
+        (a last-bit difference of the eager steps drawing another pixel) it predicts again from the
+        truth's own, so the result is always that of the truth's frames."""
         model = self.model
         assert model is not None
         k, size = model.config.context_frames, model.config.frame_size
@@ -273,19 +287,29 @@ class Scene:
             t, u, tq, tp, te = self.truth(spec)
             seen_frames = self.rendered(spec, size)[:k]
             frames_job = side_job = None
-        else:
+        else:  # the model reads only the first k states: this thread steps those itself, at once
             truth_job = _TRUTH_POOL.submit(self.truth, spec)
             frames_job = _TRUTH_POOL.submit(self.rendered, spec, size)
             side_job = _TRUTH_POOL.submit(sidecar)
-            t, u, tq, tp, te = truth_job.result()
-            seen_frames = system.render(torch.as_tensor(tq[:k]), size=size).numpy()
+            u = spec.actions.values(spec.steps, self.dt(spec), system.action_dim, system.action_bound)
+            seen_frames = system.render(torch.as_tensor(self._truth_head(spec, k)), size=size).numpy()
         horizon = spec.steps - (k - 1)
         actions = torch.as_tensor(u[None], dtype=torch.float32) if system.action_dim and np.any(u != 0) else None
         has_energy = model.hamiltonian_field is not None
-        out = model.predict_frames(torch.as_tensor(seen_frames[None]), actions, horizon, fused=True,  # type: ignore[attr-defined]
-                                   record_energy=has_energy)  # fmt: skip
+
+        def predict(frames: np.ndarray) -> Any:
+            return model.predict_frames(torch.as_tensor(frames[None]), actions, horizon, fused=True,  # type: ignore[attr-defined]
+                                        record_energy=has_energy)  # fmt: skip
+
+        out = predict(seen_frames)
+        if frames_job is None:
+            truth_frames = self.rendered(spec, size)  # cached
+        else:
+            t, u, tq, tp, te = truth_job.result()
+            truth_frames = frames_job.result()
+            if not np.array_equal(truth_frames[:k], seen_frames):  # the head's rounding drew another pixel
+                out = predict(truth_frames[:k])
         traj = out.trajectory
-        truth_frames = self.rendered(spec, size) if frames_job is None else frames_job.result()  # cached
 
         def padded(x: torch.Tensor | np.ndarray) -> np.ndarray:  # (horizon + 1, ...) from time k-1 -> (T+1, ...)
             x = x.double().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=np.float64)

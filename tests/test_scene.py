@@ -187,3 +187,14 @@ def test_a_scene_reports_the_models_learned_couplings_on_the_true_states() -> No
     assert r.couplings == pytest.approx(expected)
     assert min(r.couplings.values()) > 0
     assert Scene(_model("mlp")).run(SceneSpec("pendulum", steps=5)).couplings is None
+
+
+@pytest.mark.parametrize("system", ["spring", "nbody", "double_pendulum"])
+def test_the_truth_s_head_is_the_truth_s_first_states_bit_for_bit(system: str) -> None:
+    """A pixel scene's model starts from the first k true states stepped on its own thread, while
+    the whole truth is computed on the other core: the same bits (so the same frames), pushed or not."""
+    for actions in (ActionSchedule(), ActionSchedule("sine", (0.7,))):
+        spec = SceneSpec(system=system, seed=3, actions=actions)
+        scene = Scene()
+        head = scene._truth_head(spec, 3)
+        np.testing.assert_array_equal(head, scene.truth(spec)[2][:3])
