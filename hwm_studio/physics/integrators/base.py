@@ -84,30 +84,31 @@ class SplittingIntegrator(Integrator):
     def stepper(self, field: VectorField, dt: float | Tensor) -> Callable[[PhaseState, Tensor | None], PhaseState]:
         _check_field(self, field)
         assert isinstance(field, PortHamiltonianField)
-        hamiltonian = field.hamiltonian
         carried: list[Tensor | None] = [None]  # dH/dq at the current state's q, when known
 
         def step(state: PhaseState, u: Tensor | None) -> PhaseState:
-            if field.is_conservative(u):
-                state, carried[0] = self.conservative_flow(hamiltonian, state, dt, carried[0])
-                return state
-            if field.moves_positions(u):
-                carried[0] = None
-                return self.step(field, state, u, dt)
-            state = heun(field, state, u, 0.5 * dt)  # the same q: the carried force holds
-            state, carried[0] = self.conservative_flow(hamiltonian, state, dt, carried[0])
-            return heun(field, state, u, 0.5 * dt)
+            keeps_q = not field.moves_positions(u)  # then the carried force still holds after N
+            state, force = self._strang(field, state, u, dt, carried[0] if keeps_q else None)
+            carried[0] = force if keeps_q else None
+            return state
 
         return step
 
     def step(self, field: VectorField, state: PhaseState, u: Tensor | None, dt: float) -> PhaseState:
         _check_field(self, field)
         assert isinstance(field, PortHamiltonianField)
+        return self._strang(field, state, u, dt, None)[0]
+
+    def _strang(
+        self, field: PortHamiltonianField, state: PhaseState, u: Tensor | None, dt: float | Tensor, force: Tensor | None
+    ) -> tuple[PhaseState, Tensor | None]:
+        """N_{h/2} C_h N_{h/2} (just C_h when conservative), from dH/dq at the state when known;
+        returns the state and the conservative step's closing dH/dq (None if it has none)."""
         if field.is_conservative(u):
-            return self.conservative_step(field.hamiltonian, state, dt)
+            return self.conservative_flow(field.hamiltonian, state, dt, force)
         state = heun(field, state, u, 0.5 * dt)
-        state = self.conservative_step(field.hamiltonian, state, dt)
-        return heun(field, state, u, 0.5 * dt)
+        state, force = self.conservative_flow(field.hamiltonian, state, dt, force)
+        return heun(field, state, u, 0.5 * dt), force
 
 
 def _check_field(integrator: Integrator, field: VectorField) -> None:
