@@ -42,6 +42,14 @@ ALIGNMENT_TRAJECTORIES, ALIGNMENT_POINTS, ALIGNMENT_SEED = 8, 40, 20_000
 TRUTH_SUBSTEPS = 2  # yoshida4 substeps per shown step (tests bound the gap to the data simulator's 4)
 
 
+def _substep_actions(system: System, u: np.ndarray) -> torch.Tensor | None:
+    """Shown-step actions (T, A) held over each substep, (1, T * TRUTH_SUBSTEPS, A); None when
+    nothing pushes (unforced: the cheaper conservative graph)."""
+    if not (system.action_dim and bool(np.any(u != 0))):
+        return None
+    return torch.as_tensor(u, dtype=torch.float64)[None].repeat_interleave(TRUTH_SUBSTEPS, dim=1)
+
+
 @dataclass(frozen=True)
 class ActionSchedule:
     """Actions over time, per action dim, as fractions of the system's bound in [-1, 1]."""
@@ -179,14 +187,12 @@ class Scene:
         key = (replace(spec, dt=None), dt)
         if key != self._truth_key:
             system = self.system(spec)
-            z0 = self.initial_state(spec)
             u = spec.actions.values(spec.steps, dt, system.action_dim, system.action_bound)
-            u_t = torch.as_tensor(u, dtype=torch.float64)[None]
             if self._truth_rollout is None or self._truth_rollout[0] != system.meta():
                 self._truth_rollout = (system.meta(), FusedRollout(system.field(), get_integrator("yoshida4")))
-            acting = system.action_dim and bool(np.any(u != 0))  # unforced: the cheaper conservative graph
-            fine_u = u_t.repeat_interleave(TRUTH_SUBSTEPS, dim=1) if acting else None
-            q, p = self._truth_rollout[1](z0, fine_u, dt / TRUTH_SUBSTEPS, spec.steps * TRUTH_SUBSTEPS)
+            fine_u = _substep_actions(system, u)
+            q, p = self._truth_rollout[1](self.initial_state(spec), fine_u, dt / TRUTH_SUBSTEPS,
+                                          spec.steps * TRUTH_SUBSTEPS)  # fmt: skip
             q, p = q[:, ::TRUTH_SUBSTEPS], p[:, ::TRUTH_SUBSTEPS]
             energy = system.energy(flatten_time(q, p)).numpy()
             t = np.arange(spec.steps + 1) * dt
@@ -197,15 +203,12 @@ class Scene:
         return self._truth
 
     # --- the whole scene -------------------------------------------------------------------------
-    def _truth_head(self, spec: SceneSpec, k: int) -> np.ndarray:
-        """The true q of the first k shown states, (k, E, D), stepped eagerly as `truth` steps them
-        (what a pixel model reads, without waiting for the whole truth)."""
+    def _truth_head(self, spec: SceneSpec, u: np.ndarray, k: int) -> np.ndarray:
+        """The true q of the first k shown states, (k, E, D), under the scene's actions u, stepped
+        eagerly as `truth` steps them (what a pixel model reads, without waiting for the whole truth)."""
         system, dt = self.system(spec), self.dt(spec)
-        u = spec.actions.values(spec.steps, dt, system.action_dim, system.action_bound)[: k - 1]
-        acting = system.action_dim and bool(np.any(u != 0))
-        fine_u = torch.as_tensor(u, dtype=torch.float64)[None].repeat_interleave(TRUTH_SUBSTEPS, dim=1)
         traj = rollout(system.field(), get_integrator("yoshida4"), self.initial_state(spec),
-                       fine_u if acting else None, dt / TRUTH_SUBSTEPS, (k - 1) * TRUTH_SUBSTEPS,
+                       _substep_actions(system, u[: k - 1]), dt / TRUTH_SUBSTEPS, (k - 1) * TRUTH_SUBSTEPS,
                        record_energy=False)  # fmt: skip
         return traj.q[0, ::TRUTH_SUBSTEPS].numpy()
 
@@ -292,7 +295,7 @@ class Scene:
             frames_job = _TRUTH_POOL.submit(self.rendered, spec, size)
             side_job = _TRUTH_POOL.submit(sidecar)
             u = spec.actions.values(spec.steps, self.dt(spec), system.action_dim, system.action_bound)
-            seen_frames = system.render(torch.as_tensor(self._truth_head(spec, k)), size=size).numpy()
+            seen_frames = system.render(torch.as_tensor(self._truth_head(spec, u, k)), size=size).numpy()
         horizon = spec.steps - (k - 1)
         actions = torch.as_tensor(u[None], dtype=torch.float32) if system.action_dim and np.any(u != 0) else None
         has_energy = model.hamiltonian_field is not None

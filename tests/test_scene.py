@@ -196,5 +196,5 @@ def test_the_truth_s_head_is_the_truth_s_first_states_bit_for_bit(system: str) -
     for actions in (ActionSchedule(), ActionSchedule("sine", (0.7,))):
         spec = SceneSpec(system=system, seed=3, actions=actions)
         scene = Scene()
-        head = scene._truth_head(spec, 3)
-        np.testing.assert_array_equal(head, scene.truth(spec)[2][:3])
+        _, u, tq, _, _ = scene.truth(spec)
+        np.testing.assert_array_equal(scene._truth_head(spec, u, 3), tq[:3])
