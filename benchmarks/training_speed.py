@@ -26,7 +26,7 @@ from hwm_studio.cli import TRAIN_HORIZON
 from hwm_studio.data.foreign import FOREIGN_SYSTEMS
 from hwm_studio.io import atomic_write_text
 from hwm_studio.models import build_model, config_from_data
-from hwm_studio.training.fit import kind_defaults, seed_everything
+from hwm_studio.training.fit import TrainConfig, kind_defaults, make_optimizer, seed_everything
 from hwm_studio.training.windows import sample_windows, to_series
 
 OUT = Path(__file__).resolve().parent / "results" / "training_speed.json"
@@ -44,7 +44,7 @@ def ms_per_step(data, kind: str, options: dict, steps: int, warmup: int = 3) -> 
     series = to_series(model, data, torch.device("cpu"))
     model.prepare_training(series.obs)
     lr, batch = kind_defaults(kind)
-    opt = torch.optim.Adam(model.parameters(), lr)
+    opt = make_optimizer(model, TrainConfig(lr=lr, batch_size=batch))
     gen = torch.Generator().manual_seed(0)
     model.train()
     times = []

@@ -3,6 +3,8 @@ files as a user's, and what the HWM learns of their couplings."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -43,10 +45,15 @@ def test_foreign_files_look_like_a_users() -> None:
         assert (data.u is not None) == bool(system.forced)
 
 
-def test_per_pair_interaction_gradient_matches_autograd() -> None:
-    cfg = config_from_data(two_dimers().simulate(2, 5, seed=0, substeps=1), "hwm", hidden=16)
-    model = build_model(cfg).double()
-    term = model.interaction
+@pytest.mark.parametrize("pair_features", ["even", "symmetrised"])
+@pytest.mark.parametrize("angular", [False, True])
+def test_per_pair_interaction_gradient_matches_autograd(pair_features: str, angular: bool) -> None:
+    from hwm_studio.models.energies import LearnedInteraction, PositionFeatures
+
+    features = PositionFeatures([0.7, 1.3], angular)
+    pairs = [(0, 1), (0, 2), (1, 3), (2, 3)]
+    torch.manual_seed(0)
+    term = LearnedInteraction(features, 4, pairs, 16, 2, "tanh", per_pair=True, pair_features=pair_features).double()
     with torch.no_grad():
         term.gate.copy_(torch.linspace(-0.5, 1.5, len(term.pairs)))  # gates that differ per pair
     q = torch.randn(7, 4, 2, dtype=torch.float64, requires_grad=True)
@@ -54,9 +61,27 @@ def test_per_pair_interaction_gradient_matches_autograd() -> None:
     (auto,) = torch.autograd.grad(term.energy(q, p).sum(), q)
     assert torch.allclose(term.grad_q(q, p), auto, atol=1e-10)
     # each pair's energy is symmetric in its two bodies: swapping every pair's order changes nothing
-    swapped = type(term)(term.features, 4, [(j, i) for i, j in term.pairs], 16, 2, "tanh", per_pair=True).double()
+    swapped = LearnedInteraction(features, 4, [(j, i) for i, j in pairs], 16, 2, "tanh", per_pair=True,
+                                 pair_features=pair_features).double()  # fmt: skip
     swapped.load_state_dict(term.state_dict(), strict=False)
     assert torch.allclose(swapped.energy(q, p), term.energy(q, p), atol=1e-10)
+    assert term.energy(q, p).std() > 1e-3  # and the energy is alive
+
+
+def test_new_models_take_even_pair_features_and_a_force_residual() -> None:
+    """One network evaluation per pair, and a residual that leaves dq/dt = dH/dp: what makes a
+    rollout carry its force from step to step. Models saved before keep what they were trained with."""
+    from hwm_studio.models.config import ModelConfig
+
+    cfg = config_from_data(two_dimers().simulate(2, 5, seed=0, substeps=1), "hwm")
+    assert (cfg.pair_features, cfg.residual_on) == ("even", "momenta")
+    model = build_model(cfg)
+    assert model.field.residual.momentum_only
+    assert not model.field.moves_positions(None)
+    legacy = {k: v for k, v in json.loads(cfg.to_json()).items() if k not in ("pair_features", "residual_on")}
+    old = ModelConfig.from_dict(legacy)
+    assert (old.pair_features, old.residual_on) == ("symmetrised", "state")
+    assert build_model(old).field.moves_positions(None)
 
 
 def test_the_hwm_learns_that_the_chain_ends_do_not_interact() -> None:

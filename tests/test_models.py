@@ -139,6 +139,9 @@ def test_learned_field_obeys_the_energy_balance(dissipation: str) -> None:
     assert pw["residual"].abs().max() > 1e-6
     assert pw["control"].abs().max() > 1e-6
     assert torch.allclose(dh_dt, -pw["dissipated"] + pw["control"] + pw["residual"], atol=1e-9)
+    # the input map's force is its matrix G(q) applied to u (one definition of G, shown and used)
+    force = field.input_map.momentum_part(z, u).reshape(16, -1)
+    assert torch.allclose(force, (field.input_map.matrix(z.q) @ u[..., None])[..., 0], atol=1e-12)
 
 
 def test_knobs_off_give_a_conservative_symplectic_rollout() -> None:
@@ -170,3 +173,38 @@ def test_integrator_knob(kind: str) -> None:
     else:
         model.set_integrator("yoshida4")
         assert model.describe()["integrator"] == "yoshida4"
+
+
+def test_weights_held_over_a_rollout_change_neither_numbers_nor_gradients() -> None:
+    """A rollout builds the inverse mass once (physics/held.py) instead of once per call; its
+    states and the gradients of a loss on them equal those of stepping one call at a time."""
+    from hwm_studio.data.foreign import wall_chain
+
+    torch.manual_seed(0)
+    model = build_model(config_from_data(wall_chain().simulate(2, 6, seed=0, substeps=1), "hwm", hidden=16)).double()
+    kinetic = model.field.hamiltonian.terms[0]
+    with torch.no_grad():
+        model.field.residual.net.out.weight.normal_(std=0.1)  # every port alive
+        model.field.input_map.g0.normal_()
+    z0 = _random_state(model, batch=3)
+    actions = torch.randn(3, 5, model.config.action_dim, dtype=torch.float64)
+    params = list(model.parameters())
+    calls = []
+    compute = kinetic._inverse_mass
+    kinetic._inverse_mass = lambda: calls.append(1) or compute()
+    traj = model.rollout_latent(z0, actions, 5)
+    assert len(calls) == 1
+    held_grads = torch.autograd.grad(traj.q.square().sum() + traj.p.square().sum(), params, allow_unused=True)
+    state, qs, ps = z0, [z0.q], [z0.p]
+    for t in range(5):
+        state = model.integrator.step(model.field, state, actions[:, t], model.dt)
+        qs.append(state.q)
+        ps.append(state.p)
+    assert len(calls) > 5
+    assert torch.equal(torch.stack(qs, 1), traj.q)
+    assert torch.equal(torch.stack(ps, 1), traj.p)
+    loss = torch.stack(qs, 1).square().sum() + torch.stack(ps, 1).square().sum()
+    step_grads = torch.autograd.grad(loss, params, allow_unused=True)
+    assert sum(g is not None for g in held_grads) > 10
+    for a, b in zip(held_grads, step_grads, strict=True):
+        assert (a is None and b is None) or torch.allclose(a, b, rtol=1e-12, atol=1e-12)

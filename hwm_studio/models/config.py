@@ -44,11 +44,13 @@ class ModelConfig:
     identical_entities: bool = True  # share weights with no per-entity embedding
     pairs: list[list[int]] | None = None  # interacting entity pairs (None: all pairs)
     per_pair: bool = False  # each pair its own interaction (embedding and gate), so pairs may differ or vanish
+    pair_features: str = "symmetrised"  # 'even' (one evaluation per pair) | 'symmetrised' (models saved before it)
     coupling_sparsity: float = 0.0  # weight of the L1 pressure on per-pair forces (unused pairs go to zero)
     kinetic: str = "separable"  # 'separable' (constant mass) | 'configuration' (M(q))
     dissipation: str = "constant"  # 'none' | 'constant' | 'state'
     input_map: str = "constant"  # 'none' | 'constant' | 'state'
     residual: bool = True
+    residual_on: str = "state"  # 'momenta' (a force: dq/dt stays dH/dp) | 'state' (models saved before it)
     structure: dict[str, Any] | None = None  # how friction and residual were kept or removed (training/structure.py)
     # --- pixel models ---
     frame_size: int = 0  # square RGB frames the model reads and draws (0: a state model)
@@ -118,6 +120,8 @@ def config_from_data(data: TrajectoryData, kind: str, **overrides: Any) -> Model
         "system_params": dict(data.meta["params"]) if data.meta else {},
         "angular": system is not None and system.angular,
         "identical_entities": data.n_entities == 1 or (system is not None and system.identical_entities),
+        "pair_features": "even",  # checkpoints from before the field load 'symmetrised', as trained
+        "residual_on": "momenta",  # and their residual on 'state'
         **_kinetic_structure(system),
     }
     if not cfg["identical_entities"] and data.n_entities > 1:  # pairs may differ: let each learn its own

@@ -5,7 +5,7 @@ Inductive biases, each a constructor choice rather than a hidden flag:
     is then exactly periodic);
   - identical entities share every weight (permutation-equivariant); otherwise each entity also
     sees a small learned embedding, so links of different length can have different energies;
-  - the interaction is a function of the difference q_i - q_j, symmetrised: phi(d) + phi(-d);
+  - the interaction is a function of the difference q_i - q_j, even in it (symmetric in the pair);
     for entities that are not identical every pair also has its own embedding and gate, so pairs
     can differ and a pair can learn not to interact.
 Gradients of V and U are analytic (ScalarMLP.value_and_grad pulled back through the features).
@@ -22,6 +22,7 @@ from torch.nn import functional as F
 
 from hwm_studio.models.mlp import MLP, ScalarMLP
 from hwm_studio.physics.energy import EnergyTerm
+from hwm_studio.physics.held import held
 
 SOFTPLUS_INV_ONE = math.log(math.e - 1.0)  # softplus(x) = 1
 
@@ -47,6 +48,33 @@ class PositionFeatures(nn.Module):
             d = self.dim
             return g[..., d:] * torch.cos(q) - g[..., :d] * torch.sin(q)
         return g * self.inv_scale.to(q.dtype)
+
+    @property
+    def even_dim(self) -> int:
+        return self.dim + self.dim**2 if self.angular else self.dim**2
+
+    def even(self, d: Tensor) -> Tensor:
+        """Features of a pair's difference d (..., D) that are the same for -d (..., even_dim):
+        the products x_a x_b of x = d / scale, or (cos d_a, sin d_a sin d_b) for angles. Every
+        smooth even function of d is a smooth function of these, so one network evaluation gives a
+        symmetric pair energy (phi(f(d)) + phi(f(-d)) needs two)."""
+        if self.angular:
+            s = torch.sin(d)
+            return torch.cat([torch.cos(d), (s.unsqueeze(-1) * s.unsqueeze(-2)).flatten(-2)], dim=-1)
+        x = d * self.inv_scale.to(d.dtype)
+        return (x.unsqueeze(-1) * x.unsqueeze(-2)).flatten(-2)
+
+    def even_pullback(self, d: Tensor, g: Tensor) -> Tensor:
+        """d(energy)/dd from d(energy)/d(even features) g (..., even_dim): with G the gradient on the
+        products y_a y_b, the pull-back to y is (G + G^T) y."""
+        n = self.dim
+        if self.angular:
+            s = torch.sin(d)
+            gs = g[..., n:].unflatten(-1, (n, n))
+            return ((gs + gs.transpose(-1, -2)) * s.unsqueeze(-2)).sum(-1) * torch.cos(d) - g[..., :n] * s
+        inv = self.inv_scale.to(d.dtype)
+        gx = g.unflatten(-1, (n, n))
+        return ((gx + gx.transpose(-1, -2)) * (d * inv).unsqueeze(-2)).sum(-1) * inv
 
 
 class EntityEmbedding(nn.Module):
@@ -83,7 +111,10 @@ class SeparableKinetic(EnergyTerm):
         self.raw = nn.Parameter(raw)
 
     def inverse_mass(self) -> Tensor:
-        """A = L L^T, (E or 1, D, D): positive definite by construction."""
+        """A = L L^T, (E or 1, D, D): positive definite by construction (once per rollout: `held`)."""
+        return held(self, "inverse_mass", self._inverse_mass)
+
+    def _inverse_mass(self) -> Tensor:
         diag = F.softplus(self.raw.diagonal(dim1=-2, dim2=-1)) + 1e-4
         lower = torch.tril(self.raw, diagonal=-1) + torch.diag_embed(diag)
         return lower @ lower.transpose(-1, -2)
@@ -196,9 +227,15 @@ class LearnedPotential(EnergyTerm):
         return self.features.pullback(q, g)
 
 
-class LearnedInteraction(EnergyTerm):
-    """U = sum over pairs p = (i, j) of g_p [phi(f(q_i - q_j), e_p) + phi(f(q_j - q_i), e_p)]: symmetric.
+PAIR_FEATURES = ("symmetrised", "even")
 
+
+class LearnedInteraction(EnergyTerm):
+    """U = sum over pairs p = (i, j) of g_p phi(d_ij, e_p), symmetric in the pair's two bodies.
+
+    Symmetric by construction, in one of two ways (`pair_features`): 'even' feeds phi the even
+    features of d = q_i - q_j (PositionFeatures.even: one evaluation per pair); 'symmetrised' (the
+    models saved before 'even' existed) sums phi(f(d)) + phi(f(-d)) (two).
     Shared (identical entities): one phi, no e_p, g_p = 1, so no pair is special and the energy is
     permutation-equivariant. Per pair (`per_pair`): each pair has a learned embedding e_p, so pairs
     can interact differently (springs of different stiffness), and a gate g_p, so a pair can stop
@@ -218,16 +255,21 @@ class LearnedInteraction(EnergyTerm):
         activation: str,
         per_pair: bool = False,
         embedding_size: int = 4,
+        pair_features: str = "symmetrised",
     ) -> None:
         super().__init__()
+        if pair_features not in PAIR_FEATURES:
+            raise ValueError(f"pair_features must be one of {', '.join(PAIR_FEATURES)}, got {pair_features!r}")
         incidence = torch.zeros(len(pairs), n_entities)
         for row, (i, j) in enumerate(pairs):
             incidence[row, i], incidence[row, j] = 1.0, -1.0
         self.register_buffer("incidence", incidence)  # (P, E): d_ij = q_i - q_j
         self.pairs = [(int(i), int(j)) for i, j in pairs]
         self.features = features
+        self.even = pair_features == "even"
+        self.feature_dim = features.even_dim if self.even else features.out_dim
         self.embedding_size = embedding_size if per_pair else 0
-        self.net = ScalarMLP(features.out_dim + self.embedding_size, hidden, depth, activation)
+        self.net = ScalarMLP(self.feature_dim + self.embedding_size, hidden, depth, activation)
         if per_pair:
             self.pair_embedding = nn.Parameter(0.5 * torch.randn(len(pairs), embedding_size))
             self.gate = nn.Parameter(torch.ones(len(pairs)))
@@ -235,33 +277,39 @@ class LearnedInteraction(EnergyTerm):
             self.pair_embedding = self.gate = None
 
     def _diffs(self, q: Tensor) -> Tensor:
-        return torch.einsum("pe,bed->bpd", self.incidence.to(q.dtype), q)  # (B, P, D)
+        return torch.matmul(self.incidence.to(q.dtype), q)  # (B, P, D)
 
     def _inputs(self, d: Tensor) -> Tensor:
-        """Features of d and of -d, each with its pair's embedding: (2, B, P, F + emb)."""
-        x = self.features(torch.stack([d, -d]))
+        """The network's inputs with each pair's embedding: (B, P, F + emb) for even features,
+        (2, B, P, F + emb) for f(d) and f(-d)."""
+        x = self.features.even(d) if self.even else self.features(torch.stack([d, -d]))
         if self.pair_embedding is None:
             return x
         emb = self.pair_embedding.to(x.dtype).expand(*x.shape[:-1], self.embedding_size)
         return torch.cat([x, emb], dim=-1)
 
     def energy(self, q: Tensor, p: Tensor) -> Tensor:
-        both = self.net.value_and_grad(self._inputs(self._diffs(q)))[0].sum(0)  # (B, P)
+        per_pair = self.net.value_and_grad(self._inputs(self._diffs(q)))[0]
+        if not self.even:
+            per_pair = per_pair.sum(0)  # (B, P)
         if self.gate is not None:
-            both = both * self.gate.to(both.dtype)
-        return both.sum(-1)
+            per_pair = per_pair * self.gate.to(per_pair.dtype)
+        return per_pair.sum(-1)
 
     def pair_forces(self, q: Tensor) -> Tensor:
         """dU_p / d(q_i - q_j) for every pair: (B, P, D)."""
         d = self._diffs(q)
-        g = self.net.grad(self._inputs(d))[..., : self.features.out_dim]  # (2, B, P, F)
-        gd = self.features.pullback(d, g[0]) - self.features.pullback(-d, g[1])
+        g = self.net.grad(self._inputs(d))[..., : self.feature_dim]
+        if self.even:
+            gd = self.features.even_pullback(d, g)
+        else:
+            gd = self.features.pullback(d, g[0]) - self.features.pullback(-d, g[1])
         if self.gate is not None:
             gd = gd * self.gate.to(gd.dtype)[:, None]
         return gd
 
     def grad_q(self, q: Tensor, p: Tensor) -> Tensor:
-        return torch.einsum("pe,bpd->bed", self.incidence.to(q.dtype), self.pair_forces(q))
+        return torch.matmul(self.incidence.to(q.dtype).T, self.pair_forces(q))
 
     @torch.no_grad()
     def coupling(self, q: Tensor) -> dict[tuple[int, int], float]:

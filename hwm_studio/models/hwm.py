@@ -22,7 +22,13 @@ from hwm_studio.models.energies import (
     PositionFeatures,
     SeparableKinetic,
 )
-from hwm_studio.models.ports import ConstantFriction, LearnedInputMap, LearnedResidual, StateFriction
+from hwm_studio.models.ports import (
+    ConstantFriction,
+    LearnedForceResidual,
+    LearnedInputMap,
+    LearnedResidual,
+    StateFriction,
+)
 from hwm_studio.physics.energy import EnergyTerm, Hamiltonian
 from hwm_studio.physics.port_hamiltonian import PortHamiltonianField
 from hwm_studio.physics.rollout import Trajectory, flatten_time, rollout
@@ -31,6 +37,7 @@ from hwm_studio.state import PhaseState
 DISSIPATIONS = ("none", "constant", "state")
 INPUT_MAPS = ("none", "constant", "state")
 KINETICS = ("separable", "configuration")
+RESIDUALS = {"state": LearnedResidual, "momenta": LearnedForceResidual}
 
 
 class HamiltonianWorldModel(WorldModel):
@@ -43,6 +50,7 @@ class HamiltonianWorldModel(WorldModel):
             ("dissipation", c.dissipation, DISSIPATIONS),
             ("input_map", c.input_map, INPUT_MAPS),
             ("kinetic", c.kinetic, KINETICS),
+            ("residual_on", c.residual_on, tuple(RESIDUALS)),
         ):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
@@ -57,7 +65,11 @@ class HamiltonianWorldModel(WorldModel):
         terms: list[EnergyTerm] = [kinetic, LearnedPotential(feats, embedding, c.hidden, c.depth, c.activation)]
         pairs = c.all_pairs()
         if e > 1 and pairs:
-            terms.append(LearnedInteraction(feats, e, pairs, c.hidden, c.depth, c.activation, c.per_pair))
+            terms.append(
+                LearnedInteraction(
+                    feats, e, pairs, c.hidden, c.depth, c.activation, c.per_pair, pair_features=c.pair_features
+                )
+            )
         dissipation = {
             "none": None,
             "constant": lambda: ConstantFriction(e, d, c.identical_entities),
@@ -66,7 +78,7 @@ class HamiltonianWorldModel(WorldModel):
         input_map = None
         if c.action_dim > 0 and c.input_map != "none":
             input_map = LearnedInputMap(e, d, c.action_dim, feats if c.input_map == "state" else None, c.hidden)
-        residual = LearnedResidual(feats, e, c.p_scale, c.action_dim, c.hidden) if c.residual else None
+        residual = RESIDUALS[c.residual_on](feats, e, c.p_scale, c.action_dim, c.hidden) if c.residual else None
         self.field = PortHamiltonianField(
             Hamiltonian(terms),
             dissipation=dissipation() if dissipation else None,
@@ -137,19 +149,25 @@ class HamiltonianWorldModel(WorldModel):
             return traj.q.new_zeros(())
         states = flatten_time(traj.q[:, :-1], traj.p[:, :-1])
         u = None if traj.actions is None else traj.actions.reshape(states.batch_size, -1)
-        r = self.field.residual.apply(states, u)
+        residual = self.field.residual
+        if residual.momentum_only:  # a residual force: no q-part to measure
+            rp = residual.momentum_part(states, u) / self.p_scale.to(states.p.dtype)
+            return (rp * rp).mean()
+        r = residual.apply(states, u)
         rq = r.q / self.q_scale.to(r.q.dtype)
         rp = r.p / self.p_scale.to(r.p.dtype)
         return (rq * rq).mean() + (rp * rp).mean()
 
     def structure_prior(self, traj: Trajectory) -> Tensor:
         """Coupling sparsity: coupling_sparsity x sum over pairs of the RMS of the pair's force on the
-        visited states, as momentum change per step in the data's momentum scale (F dt / p_scale,
-        what a spurious force costs a one-step prediction). An L1 sum over pairs (a group lasso):
-        it drives a pair whose force explains nothing to exactly zero and barely touches real ones."""
+        rollouts' starting states (the windows' first states: a random sample of the data's, and a
+        ninth of the cost of every visited state at horizon 8), as momentum change per step in the
+        data's momentum scale (F dt / p_scale, what a spurious force costs a one-step prediction).
+        An L1 sum over pairs (a group lasso): it drives a pair whose force explains nothing to
+        exactly zero and barely touches real ones."""
         if self.interaction is None or self.config.coupling_sparsity <= 0:
             return traj.q.new_zeros(())
-        q = traj.q.reshape(-1, *traj.q.shape[2:])
+        q = traj.q[:, 0]
         force = self.interaction.pair_forces(q) * (self.dt / self.p_scale.to(q.dtype))  # (B, P, D)
         rms = (force.pow(2).sum(-1).mean(0) + 1e-12).sqrt()  # (P,)
         return self.config.coupling_sparsity * rms.sum()

@@ -18,6 +18,7 @@ from torch.nn import functional as F
 from hwm_studio.models.energies import PositionFeatures
 from hwm_studio.models.mlp import MLP
 from hwm_studio.physics.energy import Hamiltonian
+from hwm_studio.physics.held import held
 from hwm_studio.physics.port_hamiltonian import Dissipation, InputMap, Residual
 from hwm_studio.state import PhaseState
 
@@ -37,7 +38,7 @@ class ConstantFriction(Dissipation):
         self.theta = nn.Parameter(torch.full((n, dim), _inv_softplus(INITIAL_GAMMA)))
 
     def gamma(self) -> Tensor:
-        return F.softplus(self.theta)  # (E or 1, D)
+        return held(self, "gamma", lambda: F.softplus(self.theta))  # (E or 1, D), once per rollout
 
     momentum_only = True
 
@@ -92,14 +93,23 @@ class LearnedInputMap(InputMap):
         return g
 
     momentum_only = True
+    reads_momentum = False
 
     def momentum_part(self, state: PhaseState, u: Tensor) -> Tensor:
-        force = (self.matrix(state.q) @ u[..., None]).reshape(u.shape[0], self.n_entities, self.dim)
+        force = u @ self.g0.to(u.dtype).T  # (B, E*D): the constant part as one product
+        if self.net is not None:
+            q = state.q
+            g = self.net(self.features(q).reshape(q.shape[0], -1)).reshape(q.shape[0], *self.g0.shape)
+            force = force + (g @ u[..., None])[..., 0]
+        force = force.reshape(force.shape[0], self.n_entities, self.dim)
         return force if force.shape == state.p.shape else force.expand_as(state.p)
 
 
 class LearnedResidual(Residual):
-    """r(z, u) = MLP(features(q), p / p_scale, u) for all entities jointly; starts at zero."""
+    """r(z, u) = MLP(features(q), p / p_scale, u) for all entities jointly, on positions and
+    momenta; starts at zero."""
+
+    parts = 2  # (r_q, r_p)
 
     def __init__(
         self, features: PositionFeatures, n_entities: int, p_scale: Sequence[float], action_dim: int, hidden: int
@@ -109,12 +119,30 @@ class LearnedResidual(Residual):
         self.features, self.n_entities, self.dim, self.action_dim = features, n_entities, dim, action_dim
         self.register_buffer("inv_p", 1.0 / torch.as_tensor(p_scale, dtype=torch.float32))
         in_dim = n_entities * (features.out_dim + dim) + action_dim
-        self.net = MLP(in_dim, 2 * n_entities * dim, hidden, 2, "tanh", zero_last=True)
+        self.net = MLP(in_dim, self.parts * n_entities * dim, hidden, 2, "tanh", zero_last=True)
+
+    def _outputs(self, state: PhaseState, u: Tensor | None) -> Tensor:
+        b = state.batch_size
+        inputs = [self.features(state.q).reshape(b, -1), (state.p * self.inv_p.to(state.p.dtype)).reshape(b, -1)]
+        if self.action_dim:
+            inputs.append(u if u is not None else state.q.new_zeros(b, self.action_dim))
+        return self.net(torch.cat(inputs, dim=-1)).reshape(b, self.parts, self.n_entities, self.dim)
 
     def apply(self, state: PhaseState, u: Tensor | None) -> PhaseState:
-        b = state.batch_size
-        parts = [self.features(state.q).reshape(b, -1), (state.p * self.inv_p.to(state.p.dtype)).reshape(b, -1)]
-        if self.action_dim:
-            parts.append(u if u is not None else state.q.new_zeros(b, self.action_dim))
-        rq, rp = self.net(torch.cat(parts, dim=-1)).reshape(b, 2, self.n_entities, self.dim).unbind(1)
+        rq, rp = self._outputs(state, u).unbind(1)
         return PhaseState(rq, rp)
+
+
+class LearnedForceResidual(LearnedResidual):
+    """r(z, u) = (0, MLP(...)): a residual force, which changes momenta and leaves the kinematics
+    dq/dt = dH/dp to the kinetic energy. Momentum-only, so a rollout's integrator can carry each
+    step's closing force dH/dq into the next (one force evaluation per leapfrog step, not two)."""
+
+    parts = 1
+    momentum_only = True
+
+    def momentum_part(self, state: PhaseState, u: Tensor | None) -> Tensor:
+        return self._outputs(state, u)[:, 0]
+
+    def apply(self, state: PhaseState, u: Tensor | None) -> PhaseState:
+        return PhaseState(torch.zeros_like(state.q), self.momentum_part(state, u))

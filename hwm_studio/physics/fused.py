@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from hwm_studio.physics.field import VectorField
+from hwm_studio.physics.held import holding_weights
 from hwm_studio.physics.integrators.base import Integrator
 from hwm_studio.physics.port_hamiltonian import PortHamiltonianField
 from hwm_studio.state import PhaseState
@@ -56,10 +57,11 @@ class _Chunk(nn.Module):
         qs, ps = [], []
         state = PhaseState(q, p)
         step = self.integrator.stepper(field, dt)
-        for k in range(self.n):
-            state = step(state, u[:, k] if self.with_actions else None)
-            qs.append(state.q)
-            ps.append(state.p)
+        with holding_weights():  # traced once per chunk, then folded away when the graph is frozen
+            for k in range(self.n):
+                state = step(state, u[:, k] if self.with_actions else None)
+                qs.append(state.q)
+                ps.append(state.p)
         return torch.stack(qs, dim=1), torch.stack(ps, dim=1)
 
 

@@ -15,7 +15,7 @@ which is what the studio's energy ledger integrates and what the tests check.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 import torch
@@ -44,10 +44,15 @@ class Dissipation(nn.Module, ABC):
 
 
 class InputMap(nn.Module, ABC):
-    """G(z) u: how an action of dimension `action_dim` pushes the state (same momentum-only option)."""
+    """G(z) u: how an action of dimension `action_dim` pushes the state (same momentum-only option).
+
+    An input map whose G depends on q alone sets `reads_momentum = False`: over a non-conservative
+    step that keeps q, its force is then computed once instead of at every stage.
+    """
 
     action_dim: int
     momentum_only: ClassVar[bool] = False
+    reads_momentum: ClassVar[bool] = True
 
     def apply(self, state: PhaseState, u: Tensor) -> PhaseState:
         """Return G(z) u for u of shape (B, action_dim)."""
@@ -105,6 +110,7 @@ class LinearInputMap(InputMap):
         self.n_entities, self.dim = n_entities, dim
 
     momentum_only = True
+    reads_momentum = False
 
     def momentum_part(self, state: PhaseState, u: Tensor) -> Tensor:
         force = (u @ self.matrix.to(u.dtype).T).reshape(u.shape[0], self.n_entities, self.dim)
@@ -195,8 +201,24 @@ class PortHamiltonianField(nn.Module):
 
     def nonconservative_momentum(self, state: PhaseState, u: Tensor | None) -> Tensor:
         """The p-part of `nonconservative`, for when `moves_positions(u)` is False (its q-part is zero)."""
-        parts = [_scaled(scale, port.momentum_part(state, *args)) for scale, port, args in self._active_ports(u)]
-        return sum_or_zeros(parts, state.p)
+        return self.momentum_rate(state, u)(state.p)
+
+    def momentum_rate(self, state: PhaseState, u: Tensor | None) -> Callable[[Tensor], Tensor]:
+        """dp/dt of the non-conservative flow at the state's q as a function of p, for when
+        `moves_positions(u)` is False (q then stays put over the flow). Ports that do not read p
+        (an input map G(q) u) are evaluated once, here; friction and the residual at every call."""
+        fixed, varying = [], []
+        for scale, port, args in self._active_ports(u):
+            (varying if getattr(port, "reads_momentum", True) else fixed).append((scale, port, args))
+        q = state.q
+        constant = [_scaled(scale, port.momentum_part(state, *args)) for scale, port, args in fixed]
+
+        def rate(p: Tensor) -> Tensor:
+            at = PhaseState(q, p)
+            parts = [_scaled(scale, port.momentum_part(at, *args)) for scale, port, args in varying]
+            return sum_or_zeros(parts + constant, p)
+
+        return rate
 
     def forward(self, state: PhaseState, u: Tensor | None = None) -> PhaseState:
         """dz/dt at `state` under action `u` (B, A) or None."""

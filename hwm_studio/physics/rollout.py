@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from hwm_studio.physics.field import VectorField
+from hwm_studio.physics.held import holding_weights
 from hwm_studio.physics.integrators.base import Integrator
 from hwm_studio.physics.port_hamiltonian import PortHamiltonianField
 from hwm_studio.state import PhaseState
@@ -110,11 +111,12 @@ def rollout(
         actions = actions[:, :steps]
     qs, ps = [state.q], [state.p]
     step = integrator.stepper(field, dt)
-    for t in range(steps):
-        u = None if actions is None else actions[:, t]
-        state = step(state, u)
-        qs.append(state.q)
-        ps.append(state.p)
+    with holding_weights():  # weight-only parts (inverse mass, friction) built once, not per step
+        for t in range(steps):
+            u = None if actions is None else actions[:, t]
+            state = step(state, u)
+            qs.append(state.q)
+            ps.append(state.p)
     q, p = torch.stack(qs, dim=1), torch.stack(ps, dim=1)  # (B, T+1, E, D)
     traj = Trajectory(q=q, p=p, dt=float(dt), actions=actions, energy={}, power={}, ledger={})
     if record_energy:

@@ -131,6 +131,14 @@ def _param_groups(model: WorldModel, cfg: TrainConfig) -> list[dict[str, Any]]:
     return groups
 
 
+def make_optimizer(model: WorldModel, cfg: TrainConfig) -> torch.optim.Adam:
+    """Adam over the model's parameter groups, fused into one kernel per group where the device has
+    one (cpu, cuda): a structured model has many small tensors, and the per-tensor loop cost 0.67 ms
+    per step against 0.14 ms fused on the wall chain's HWM."""
+    fused = {p.device.type for p in model.parameters()} <= {"cpu", "cuda"}
+    return torch.optim.Adam(_param_groups(model, cfg), weight_decay=cfg.weight_decay, fused=fused)
+
+
 def fit(
     model: WorldModel,
     train: TrajectoryData,
@@ -160,7 +168,7 @@ def fit(
     model.prepare_training(series.obs)
     val_series = to_series(model, val, device) if val is not None else None
     gen = torch.Generator().manual_seed(cfg.seed)
-    opt = torch.optim.Adam(_param_groups(model, cfg), weight_decay=cfg.weight_decay)
+    opt = make_optimizer(model, cfg)
     max_h = cfg.horizon
     while max_h > 1 and model.window_length(max_h) > train.n_times:
         max_h -= 1

@@ -57,8 +57,9 @@ def heun(field: PortHamiltonianField, state: PhaseState, u: Tensor | None, h: fl
     """Second-order explicit step of the non-conservative flow only. When that flow cannot move q
     the result keeps the very q tensor (the same numbers as adding its zero q-part)."""
     if not field.moves_positions(u):
-        k1p = field.nonconservative_momentum(state, u)
-        k2p = field.nonconservative_momentum(PhaseState(state.q, state.p + h * k1p), u)
+        rate = field.momentum_rate(state, u)  # G(q) u computed once for both stages
+        k1p = rate(state.p)
+        k2p = rate(state.p + h * k1p)
         return PhaseState(state.q, state.p + 0.5 * h * (k1p + k2p))
     k1 = field.nonconservative(state, u)
     k2 = field.nonconservative(state.axpy(h, k1), u)
