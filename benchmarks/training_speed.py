@@ -7,7 +7,8 @@ One step = sample a batch of windows, the window loss at the full horizon, backw
 `fit` does per step once the curriculum has reached its horizon (the CLI's 8, batch 64). Forms:
 the MLP; the HWM in full form (friction, input map, residual: how `--structure auto` starts);
 friction without residual and the conservative form (what `auto` prunes to on these systems:
-see unseen_systems.json). Median over `--steps` timed steps after a warm-up. Writes
+see unseen_systems.json). Median over `--steps` timed steps after a warm-up, the forms timed in
+interleaved rounds so that the machine's drift falls on all of them. Writes
 benchmarks/results/training_speed.json.
 """
 
@@ -18,6 +19,7 @@ import json
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -38,7 +40,8 @@ FORMS = {  # label: (kind, model options)
 }
 
 
-def ms_per_step(data, kind: str, options: dict, steps: int, warmup: int = 3) -> float:
+def training_step(data, kind: str, options: dict) -> Callable[[], None]:
+    """One optimiser step of a freshly built model of this form, as a closure (warmed up)."""
     seed_everything(0)
     model = build_model(config_from_data(data, kind, **options))
     series = to_series(model, data, torch.device("cpu"))
@@ -47,23 +50,37 @@ def ms_per_step(data, kind: str, options: dict, steps: int, warmup: int = 3) -> 
     opt = make_optimizer(model, TrainConfig(lr=lr, batch_size=batch))
     gen = torch.Generator().manual_seed(0)
     model.train()
-    times = []
-    for i in range(warmup + steps):
-        t0 = time.perf_counter()
+
+    def step() -> None:
         obs, actions, _ = sample_windows(series, model.window_length(TRAIN_HORIZON) - 1, batch, gen)
         loss, penalty = model.window_loss(obs, actions, TRAIN_HORIZON)
         opt.zero_grad(set_to_none=True)
         (loss + penalty).backward()
         opt.step()
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
+
+    for _ in range(3):
+        step()
+    return step
+
+
+def ms_per_step(data, steps: int, per_round: int = 2) -> dict[str, float]:
+    """Median ms per step of every form, timed in interleaved rounds of `per_round` steps each, so
+    that the machine's drift (large on these shared CPUs) falls on every form alike."""
+    steppers = {label: training_step(data, kind, options) for label, (kind, options) in FORMS.items()}
+    times: dict[str, list[float]] = {label: [] for label in FORMS}
+    for _ in range(max(1, steps // per_round)):
+        for label, step in steppers.items():
+            t0 = time.perf_counter()
+            for _ in range(per_round):
+                step()
+            times[label].append((time.perf_counter() - t0) / per_round)
+    return {label: 1e3 * statistics.median(ts) for label, ts in times.items()}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--systems", nargs="+", default=list(FOREIGN_SYSTEMS), choices=list(FOREIGN_SYSTEMS))
-    ap.add_argument("--steps", type=int, default=20, help="timed steps per form")
+    ap.add_argument("--steps", type=int, default=30, help="timed steps per form")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args()
@@ -72,9 +89,7 @@ def main() -> int:
     for name in args.systems:
         system = FOREIGN_SYSTEMS[name]()
         data = system.simulate(64, 200, seed=0)
-        row = {"system": name}
-        for label, (kind, options) in FORMS.items():
-            row[label] = round(ms_per_step(data, kind, options, args.steps), 1)
+        row = {"system": name, **{label: round(ms, 1) for label, ms in ms_per_step(data, args.steps).items()}}
         row.update({f"{label} / mlp": round(row[label] / row["mlp"], 1) for label in FORMS if label != "mlp"})
         print(json.dumps(row), flush=True)
         rows.append(row)
