@@ -115,3 +115,27 @@ def test_protocols_run_end_to_end_with_a_tiny_budget(name: str, kinds: list[str]
         scores = [v for k, v in r.items() if k.startswith(("energy_mse", "prediction_error"))]
         assert scores, r
         assert all(np.isfinite(s) for s in scores), r
+
+
+def test_the_protocols_script_reports_each_row_over_its_seeds(tmp_path) -> None:
+    """Two seeds of a tiny run: every row carries its seed, the table shows mean (min–max), and the
+    summary the README pastes is rendered from the same rows."""
+    import json
+    import subprocess
+    import sys
+
+    args = ["--only", "hnn_spring", "--kinds", "mlp", "--steps", "3", "--seeds", "0", "1", "--out", str(tmp_path)]
+    res = subprocess.run([sys.executable, "benchmarks/protocols.py", *args], capture_output=True, text=True,
+                         timeout=600)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    rows = json.loads((tmp_path / "protocols.json").read_text())["rows"]
+    assert sorted(r["seed"] for r in rows) == [0, 1]
+    table = (tmp_path / "protocols.md").read_text()
+    assert "seeds 0, 1: mean (min–max)" in table
+    assert "| protocol (lower is better) |" in table  # the summary
+
+    def fmt(x: float) -> str:
+        return f"{x:.3g}" if 1e-2 <= abs(x) < 1e4 else f"{x:.2e}"
+
+    lo, hi = sorted(r["energy_mse_original"] for r in rows)
+    assert f"| mlp | {fmt((lo + hi) / 2)} ({fmt(lo)}–{fmt(hi)}) |" in table
