@@ -1,0 +1,220 @@
+"""Playing a world model: the learned model and the truth stepped side by side, live, under the
+actions a person holds, with the model's energy ledger kept step by step.
+
+`Player` is the loop's state without any UI: a Play view calls `hold` when the held keys change,
+`advance` on each tick (as many steps as its `Pacer` says are due), `resync` when asked, and
+`episode` to save what was played. The model never sees the truth except through `resync`, so its
+drift stays visible (`divergence`). The ledger is the rollout ledger of `physics.rollout` summed
+over the ticks: its balance error is the integrator's, whatever was pressed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from hwm_studio.data.format import TrajectoryData
+from hwm_studio.metrics import normalised_error
+from hwm_studio.models.base import WorldModel
+from hwm_studio.planning.rollouts import true_step
+from hwm_studio.state import PhaseState
+from hwm_studio.systems.base import System
+
+LEDGER_KEYS = ("dissipated", "control_work", "residual_work", "balance_error")
+ENERGY_KEYS = ("kinetic", "potential", "interaction", "total")
+MAX_EPISODE_STEPS = 100_000  # a recording stops growing here (an hour at 30 steps/s)
+
+
+class Pacer:
+    """How many steps of dt a tick should advance for a real-time factor: elapsed wall time x rtf /
+    dt, carrying the fraction to the next tick. A late tick catches up at most `max_steps`; the rest
+    is dropped, never queued (a slow machine plays slower instead of lagging ever further)."""
+
+    def __init__(self, dt: float, rtf: float = 1.0, max_steps: int = 4) -> None:
+        if not dt > 0:
+            raise ValueError(f"dt must be > 0, got {dt}")
+        if max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+        self.dt, self.max_steps = float(dt), int(max_steps)
+        self.rtf = rtf
+        self._last: float | None = None
+        self._carry = 0.0
+
+    @property
+    def rtf(self) -> float:
+        return self._rtf
+
+    @rtf.setter
+    def rtf(self, value: float) -> None:
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"the real-time factor must be > 0, got {value}")
+        self._rtf = float(value)
+
+    def due(self, now: float) -> int:
+        """Steps to take at wall time `now` (seconds, monotonic); 0 on the first call."""
+        if self._last is None:
+            self._last = now
+            return 0
+        self._carry += max(0.0, now - self._last) * self._rtf / self.dt
+        self._last = now
+        steps = int(self._carry + 1e-9)  # 0.1 s / 0.05 s is two steps, not 1.999...
+        self._carry = max(0.0, self._carry - steps)
+        if steps > self.max_steps:
+            steps, self._carry = self.max_steps, 0.0
+        return steps
+
+    def pause(self) -> None:
+        """Forget the time that passes until the next `due` (a paused loop does not catch up)."""
+        self._last, self._carry = None, 0.0
+
+
+@dataclass
+class _Recording:
+    q: list[np.ndarray] = field(default_factory=list)  # true states, (E, D) each
+    p: list[np.ndarray] = field(default_factory=list)
+    u: list[np.ndarray] = field(default_factory=list)  # the action held from each state to the next
+
+
+class Player:
+    """A played episode: model and truth from one start, stepped together under held actions.
+
+    Actions are held as fractions of the system's bound in [-1, 1] per action dim, times `gain`,
+    clipped to the bound. State models only (a pixel model reads frames: not yet).
+    """
+
+    def __init__(
+        self, model: WorldModel, system: System, dt: float | None = None, seed: int = 0, gain: float = 1.0
+    ) -> None:
+        if model.sees_pixels:
+            raise ValueError(f"playing a {model.kind} model (frames in, frames out) is not supported yet")
+        if model.config.n_entities != system.n_entities or model.config.dim != system.dim:
+            raise ValueError(
+                f"the {model.kind} model has {model.config.n_entities} x {model.config.dim} coordinates, "
+                f"{system.name} has {system.n_entities} x {system.dim}"
+            )
+        if model.action_dim not in (0, system.action_dim):
+            raise ValueError(f"the model takes {model.action_dim} action dims, {system.name} has {system.action_dim}")
+        self.model, self.system = model, system
+        self.dt = float(model.dt if dt is None else dt)
+        if not self.dt > 0:
+            raise ValueError(f"dt must be > 0, got {dt}")
+        self.gain = gain
+        self._truth_step = true_step(system, self.dt)
+        self._has_energy = model.hamiltonian_field is not None
+        self._dtype = model.obs_scale.dtype
+        self._held = np.zeros(system.action_dim)
+        self.reset(seed)
+
+    # --- controls ---------------------------------------------------------------------------
+    def reset(self, seed: int = 0) -> None:
+        """A new episode from the system's sampler at `seed`: the model encodes the true start."""
+        start = self.system.sample_initial(1, torch.Generator().manual_seed(int(seed)))
+        self.truth = start
+        self.steps = 0
+        self._recording = _Recording()
+        self._record_state()
+        self.resync()
+        self.ledger = dict.fromkeys(LEDGER_KEYS, 0.0)
+        self.energy0 = self.energy()
+
+    def hold(self, fractions: np.ndarray | list[float]) -> None:
+        """The action fractions held from now on, one per action dim, each clipped to [-1, 1]."""
+        a = np.asarray(fractions, dtype=np.float64).reshape(-1)
+        if a.shape != (self.system.action_dim,):
+            raise ValueError(f"{self.system.name} takes {self.system.action_dim} action dim(s), got {a.size}")
+        if not np.isfinite(a).all():
+            raise ValueError(f"actions must be finite, got {a.tolist()}")
+        self._held = np.clip(a, -1.0, 1.0)
+
+    @property
+    def action(self) -> np.ndarray:
+        """The action applied now, in the system's units: fraction x gain x bound, within the bound."""
+        bound = self.system.action_bound
+        return np.clip(self._held * self.gain * bound, -bound, bound)
+
+    def resync(self) -> None:
+        """Re-encode the model from the true state (the only time the model sees the truth)."""
+        q, p = self.truth.q.to(self._dtype), self.truth.p.to(self._dtype)
+        with torch.no_grad():
+            self._z = self.model.latent(q, p)
+
+    def advance(self, steps: int = 1) -> None:
+        """Step model and truth `steps` steps of dt under the held action."""
+        if steps < 0:
+            raise ValueError(f"steps must be >= 0, got {steps}")
+        if steps == 0:
+            return
+        u = torch.as_tensor(self.action, dtype=torch.float64)[None]  # (1, A)
+        q, p = self.truth.q, self.truth.p
+        for _ in range(steps):
+            q, p = self._truth_step(q, p, u)
+            self.truth = PhaseState(q, p)
+            self._record_state(u[0].numpy())
+        actions = u.to(self._dtype)[:, None].expand(1, steps, -1) if self.model.action_dim else None
+        with torch.no_grad():
+            traj = self.model.rollout_latent(self._z, actions, steps, record_energy=self._has_energy)
+        self._z = traj.state(steps)
+        for k in LEDGER_KEYS:
+            if k in traj.ledger:
+                self.ledger[k] += float(traj.ledger[k][0, -1])
+        self.steps += steps
+
+    # --- what is shown ----------------------------------------------------------------------
+    def model_state(self) -> tuple[np.ndarray, np.ndarray]:
+        """The model's state in data coordinates, (E, D) each."""
+        with torch.no_grad():
+            q, p = self.model.coder.to_data(self.model.decode(self._z.q, self._z.p))
+        return q[0].double().numpy(), p[0].double().numpy()
+
+    def true_state(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.truth.q[0].numpy(), self.truth.p[0].numpy()
+
+    def energy(self) -> dict[str, float]:
+        """The model's energy terms (kinetic, potential, interaction, total) now, and the true H."""
+        out: dict[str, float] = {"true": float(self.system.energy(self.truth)[0])}
+        if self._has_energy:
+            field = self.model.hamiltonian_field
+            assert field is not None
+            with torch.no_grad():
+                parts = field.hamiltonian.decompose(self._z)
+            out.update({k: float(parts[k][0]) for k in ENERGY_KEYS})
+        return out
+
+    def divergence(self) -> float:
+        """How far the model has drifted from the truth: the normalised state error (metrics.py),
+        each coordinate in units of its spread in the model's training data."""
+        mq, mp = self.model_state()
+        tq, tp = self.true_state()
+        shape = (self.system.n_entities, self.system.dim)
+        sq = np.broadcast_to(np.asarray(self.model.config.q_scale, dtype=np.float64), shape)
+        sp = np.broadcast_to(np.asarray(self.model.config.p_scale, dtype=np.float64), shape)
+        return float(normalised_error(mq, mp, tq, tp, sq, sp, self.model.angular))
+
+    # --- recording --------------------------------------------------------------------------
+    def _record_state(self, u_before: np.ndarray | None = None) -> None:
+        rec = self._recording
+        if len(rec.q) >= MAX_EPISODE_STEPS:
+            return
+        if u_before is not None:
+            rec.u.append(u_before.copy())
+        rec.q.append(self.truth.q[0].numpy().copy())
+        rec.p.append(self.truth.p[0].numpy().copy())
+
+    def episode(self) -> TrajectoryData:
+        """What was played, as one trajectory of the project's format: the true states, the held
+        actions (u[t] from point t to t+1) and the true energy, with the system's meta."""
+        rec = self._recording
+        if len(rec.q) < 2:
+            raise ValueError("nothing has been played yet: an episode needs at least one step")
+        q, p = np.stack(rec.q)[None], np.stack(rec.p)[None]  # (1, T, E, D)
+        u = None
+        if self.system.action_dim:
+            u = np.zeros((1, q.shape[1], self.system.action_dim))
+            u[0, : len(rec.u)] = np.stack(rec.u)
+        with torch.no_grad():
+            energy = self.system.energy(PhaseState(torch.as_tensor(q[0]), torch.as_tensor(p[0]))).numpy()[None]
+        meta = {**self.system.meta(), "played": {"model": self.model.kind, "gain": self.gain}}
+        return TrajectoryData(q=q, p=p, dt=self.dt, u=u, energy=energy, meta=meta)
