@@ -172,6 +172,14 @@ class Player:
     def true_state(self) -> tuple[np.ndarray, np.ndarray]:
         return self.truth.q[0].numpy(), self.truth.p[0].numpy()
 
+    def frames(self, size: int = 128) -> tuple[np.ndarray, np.ndarray]:
+        """(model, truth) drawn by the system's renderer, (size, size, 3) uint8 each: the model's
+        predicted state and the true one, in one batched call."""
+        mq, _ = self.model_state()
+        q = torch.as_tensor(np.stack([np.nan_to_num(mq), self.true_state()[0]]))
+        both = self.system.render(q, size=size).numpy()
+        return both[0], both[1]
+
     def energy(self) -> dict[str, float]:
         """The model's energy terms (kinetic, potential, interaction, total) now, and the true H."""
         out: dict[str, float] = {"true": float(self.system.energy(self.truth)[0])}
