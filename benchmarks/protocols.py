@@ -122,15 +122,13 @@ def summary(rows: list[dict]) -> str:
         what = f"{name}, {label}" + (f" / {label2}" if key2 else "")
         lines.append(f"| {what} | **{cell(hwm)}** ({hwm}) | {cell('mlp')} | {cell('node')} | {cell('hnn')} "
                      f"| {published} |")  # fmt: skip
-    times = " / ".join(dict.fromkeys(r["protocol"] for r in rows))
+    grouped = {name: _groups(rows, name) for name in dict.fromkeys(r["protocol"] for r in rows)}
     per_kind = []
     for kind in ("hwm", "mlp", "node", "hnn"):
-        cells = []
-        for name in dict.fromkeys(r["protocol"] for r in rows):
-            runs = _groups(rows, name).get(kind, [])
-            cells.append(_cell([float(round(r["train_seconds"])) for r in runs]) if runs else "–")
+        cells = [_cell([float(round(r["train_seconds"])) for r in g[kind]]) if kind in g else "–"
+                 for g in grouped.values()]  # fmt: skip
         per_kind.append(f"{kind} {' / '.join(cells)}")
-    lines += ["", f"Training seconds ({times}): " + "; ".join(per_kind) + "."]
+    lines += ["", f"Training seconds ({' / '.join(grouped)}): " + "; ".join(per_kind) + "."]
     return "\n".join(lines)
 
 

@@ -85,12 +85,16 @@ class LearnedInputMap(InputMap):
             else MLP(n_entities * features.out_dim, n_entities * dim * action_dim, hidden, 2, "tanh", zero_last=True)
         )
 
+    def _state_part(self, q: Tensor) -> Tensor:
+        """G(q) - G0, the learned state-dependent correction: (B, E*D, A)."""
+        assert self.net is not None
+        assert self.features is not None
+        return self.net(self.features(q).reshape(q.shape[0], -1)).reshape(q.shape[0], *self.g0.shape)
+
     def matrix(self, q: Tensor) -> Tensor:
         """G(q), (B or 1, E*D, A)."""
         g = self.g0.to(q.dtype)[None]
-        if self.net is not None:
-            g = g + self.net(self.features(q).reshape(q.shape[0], -1)).reshape(q.shape[0], *self.g0.shape)
-        return g
+        return g if self.net is None else g + self._state_part(q)
 
     momentum_only = True
     reads_momentum = False
@@ -98,9 +102,7 @@ class LearnedInputMap(InputMap):
     def momentum_part(self, state: PhaseState, u: Tensor) -> Tensor:
         force = u @ self.g0.to(u.dtype).T  # (B, E*D): the constant part as one product
         if self.net is not None:
-            q = state.q
-            g = self.net(self.features(q).reshape(q.shape[0], -1)).reshape(q.shape[0], *self.g0.shape)
-            force = force + (g @ u[..., None])[..., 0]
+            force = force + (self._state_part(state.q) @ u[..., None])[..., 0]
         force = force.reshape(force.shape[0], self.n_entities, self.dim)
         return force if force.shape == state.p.shape else force.expand_as(state.p)
 

@@ -108,7 +108,8 @@ def run_hnn(task_name: str, kinds: Sequence[str] = KINDS, steps: int = 2000, see
             score("hwm, trained with R = r = 0", model, seconds)
             model, seconds = _train(kind, data, cfg, derivs, "auto", angular=angular)
             score("hwm, structure auto", model, seconds)
-            rows[-1]["kept"] = ", ".join(model.config.structure["kept"]) or "none" if model.config.structure else "all"
+            structure = model.config.structure
+            rows[-1]["kept"] = (", ".join(structure["kept"]) or "none") if structure else "all"
     return rows
 
 
