@@ -356,3 +356,19 @@ def test_cli_train_env_collects_trains_and_plan_reports_its_env_steps(tmp_path: 
     res = run_cli("train", "--system", "pendulum", "--rounds", "2", "--out", str(tmp_path / "x"))
     assert res.returncode == 1
     assert "only apply with --env" in res.stderr
+
+
+def test_a_systems_own_reward_is_the_default_and_a_system_without_one_is_refused_clearly() -> None:
+    pendulum = get_system("pendulum")
+    with pytest.raises(ValueError, match="defines no reward: pass reward="):
+        SystemEnv(pendulum)
+
+    class UprightPendulum(type(pendulum)):  # a user's system: its reward lives on it, nowhere else
+        def default_reward(self):
+            return SwingUp(q_up=math.pi)
+
+    env = SystemEnv(UprightPendulum(), max_steps=3)
+    env.reset(seed=0)
+    s = env.step(torch.zeros(1))
+    assert isinstance(env.reward_cost, SwingUp)
+    assert s.reward < 0  # minus a cost that is positive away from upright

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from hwm_studio.planning.costs import CostFn, PendulumV1Reward, cost_values
+from hwm_studio.planning.costs import CostFn, cost_values
 from hwm_studio.planning.rollouts import system_energy, true_step
 from hwm_studio.state import PhaseState
 from hwm_studio.systems.base import System
@@ -70,17 +70,11 @@ class Env(ABC):
         return torch.maximum(torch.minimum(a, self.high), self.low)
 
 
-# Per-step rewards of systems that define one (otherwise a SystemEnv needs `reward=`).
-DEFAULT_REWARDS: dict[str, Callable[[System], CostFn]] = {
-    "gym_pendulum": lambda s: PendulumV1Reward(s.inertia),  # type: ignore[attr-defined]
-}
-
-
 class SystemEnv(Env):
     """A ground-truth system stepped with its true dynamics (`rollouts.true_step`).
 
     The reward of a step is minus `reward` (a planning cost) on that one transition (state t,
-    state t+1, action t); by default the system's own, if it has one (Pendulum-v1's for
+    state t+1, action t); by default the system's own (`System.default_reward`), if it has one (Pendulum-v1's for
     gym_pendulum, so returns match the Gymnasium environment's), else a cost must be given.
     Episodes start from the system's sampler (for gym_pendulum: the environment's reset), or
     always from `initial` (1, E, D) when given.
@@ -100,9 +94,9 @@ class SystemEnv(Env):
             raise ValueError(f"the initial state must be {shape}, got {tuple(initial.q.shape)}")
         self.initial = None if initial is None else initial.to(torch.float64)
         if reward is None:
-            if system.name not in DEFAULT_REWARDS:
+            reward = system.default_reward()
+            if reward is None:
                 raise ValueError(f"{system.name} defines no reward: pass reward= (a cost; reward = -cost per step)")
-            reward = DEFAULT_REWARDS[system.name](system)
         self.system, self.reward_cost = system, reward
         self.dt = system.default_dt if dt is None else float(dt)
         self._step = true_step(system, self.dt, damping)

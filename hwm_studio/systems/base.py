@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -99,6 +100,11 @@ class System(ABC):
     @abstractmethod
     def input_matrix(self) -> list[list[float]]:
         """G as an (E * D, A) nested list: generalized force of each unit action."""
+
+    def default_reward(self) -> Callable[..., Tensor] | None:
+        """The per-step planning cost of the task this system comes from (reward = -cost), or None:
+        a system that is a benchmark's own (Pendulum-v1) brings its reward, so returns compare."""
+        return None
 
     def interaction_pairs(self) -> list[tuple[int, int]]:
         """Entity pairs that interact (a learned model shares U over exactly these)."""

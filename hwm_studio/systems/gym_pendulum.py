@@ -10,6 +10,7 @@ to +-max_speed, torque clipped to +-max_torque), which the Hamiltonian form cann
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -52,6 +53,12 @@ class GymPendulum(System):
 
     def input_matrix(self) -> list[list[float]]:
         return [[1.0]]
+
+    def default_reward(self) -> Callable[..., Tensor]:
+        """Pendulum-v1's own reward, so planned returns compare with published ones."""
+        from hwm_studio.planning.costs import PendulumV1Reward  # here: planning imports systems, not back
+
+        return PendulumV1Reward(self.inertia)
 
     def sample_initial(self, n: int, generator: torch.Generator | None = None) -> PhaseState:
         """The environment's reset: theta ~ U(-pi, pi), theta_dot ~ U(-1, 1)."""
