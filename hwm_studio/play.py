@@ -4,7 +4,9 @@ actions a person holds, with the model's energy ledger kept step by step.
 `Player` is the loop's state without any UI: a Play view calls `hold` when the held keys change,
 `advance` on each tick (as many steps as its `Pacer` says are due), `resync` when asked, and
 `episode` to save what was played. The model never sees the truth except through `resync`, so its
-drift stays visible (`divergence`). The ledger is the rollout ledger of `physics.rollout` summed
+drift stays visible (`divergence`). A state model re-encodes the true state; a pixel model reads
+the last k true frames (the truth steps k - 1 times at rest after a reset, so there are k to read)
+and its view is its own decoded frame. The ledger is the rollout ledger of `physics.rollout` summed
 over the ticks: its balance error is the integrator's, whatever was pressed.
 """
 
@@ -17,6 +19,7 @@ import numpy as np
 import torch
 
 from hwm_studio.data.format import TrajectoryData
+from hwm_studio.frames import frames_to_uint8
 from hwm_studio.metrics import normalised_error
 from hwm_studio.models.base import WorldModel
 from hwm_studio.planning.rollouts import true_step
@@ -82,14 +85,19 @@ class Player:
     """A played episode: model and truth from one start, stepped together under held actions.
 
     Actions are held as fractions of the system's bound in [-1, 1] per action dim, times `gain`,
-    clipped to the bound. State models only (a pixel model reads frames: not yet).
+    clipped to the bound. A pixel model must be played on the system it was trained on (its
+    parameters), since it reads that system's frames.
     """
 
     def __init__(
         self, model: WorldModel, system: System, dt: float | None = None, seed: int = 0, gain: float = 1.0
     ) -> None:
-        if model.sees_pixels:
-            raise ValueError(f"playing a {model.kind} model (frames in, frames out) is not supported yet")
+        trained_on = model.config.system_params or {}
+        if model.sees_pixels and any(system.params.get(k) != v for k, v in trained_on.items()):
+            raise ValueError(
+                f"the {model.kind} model reads frames of {model.config.system} with {model.config.system_params}: "
+                "play it on that system"
+            )
         if model.config.n_entities != system.n_entities or model.config.dim != system.dim:
             raise ValueError(
                 f"the {model.kind} model has {model.config.n_entities} x {model.config.dim} coordinates, "
@@ -104,8 +112,11 @@ class Player:
         self.gain = gain
         self._truth_step = true_step(system, self.dt)
         self._has_energy = model.hamiltonian_field is not None
-        self._dtype = model.obs_scale.dtype
+        self._dtype = next(model.parameters()).dtype
         self._held = np.zeros(system.action_dim)
+        self.pixels = model.sees_pixels
+        self.frame_size = int(model.config.frame_size) if self.pixels else 0
+        self.context = int(model.config.context_frames) if self.pixels else 1
         self.reset(seed)
 
     # --- controls ---------------------------------------------------------------------------
@@ -116,6 +127,10 @@ class Player:
         self.steps = 0
         self._recording = _Recording()
         self._record_state()
+        rest = torch.zeros(1, self.system.action_dim, dtype=torch.float64)
+        for _ in range(self.context - 1):  # the frames a pixel model reads before it can predict
+            self.truth = PhaseState(*self._truth_step(self.truth.q, self.truth.p, rest))
+            self._record_state(rest[0].numpy())
         self.resync()
         self.ledger = dict.fromkeys(LEDGER_KEYS, 0.0)
         self.energy0 = self.energy()
@@ -136,10 +151,18 @@ class Player:
         return np.clip(self._held * self.gain * bound, -bound, bound)
 
     def resync(self) -> None:
-        """Re-encode the model from the true state (the only time the model sees the truth)."""
-        q, p = self.truth.q.to(self._dtype), self.truth.p.to(self._dtype)
+        """Re-encode the model from the truth (the only time the model sees it): the true state, or
+        for a pixel model the last k true frames and the actions between them."""
         with torch.no_grad():
-            self._z = self.model.latent(q, p)
+            if not self.pixels:
+                self._z = self.model.latent(self.truth.q.to(self._dtype), self.truth.p.to(self._dtype))
+                return
+            rec, k = self._recording, self.context
+            frames = self.system.render(torch.as_tensor(np.stack(rec.q[-k:])), size=self.frame_size)[None]
+            actions = None
+            if self.model.action_dim:
+                actions = torch.as_tensor(np.stack(rec.u[-(k - 1) :]), dtype=self._dtype)[None]
+            self._z = self.model.state_from_positions(self.model.locate(frames), actions)  # type: ignore[attr-defined]
 
     def advance(self, steps: int = 1) -> None:
         """Step model and truth `steps` steps of dt under the held action."""
@@ -164,7 +187,10 @@ class Player:
 
     # --- what is shown ----------------------------------------------------------------------
     def model_state(self) -> tuple[np.ndarray, np.ndarray]:
-        """The model's state in data coordinates, (E, D) each."""
+        """The model's state in data coordinates, (E, D) each; a pixel model's own latent (q, p)
+        (its coordinates are those its encoder learned, not the system's)."""
+        if self.pixels:
+            return self._z.q[0].double().numpy(), self._z.p[0].double().numpy()
         with torch.no_grad():
             q, p = self.model.coder.to_data(self.model.decode(self._z.q, self._z.p))
         return q[0].double().numpy(), p[0].double().numpy()
@@ -173,12 +199,23 @@ class Player:
         return self.truth.q[0].numpy(), self.truth.p[0].numpy()
 
     def frames(self, size: int = 128) -> tuple[np.ndarray, np.ndarray]:
-        """(model, truth) drawn by the system's renderer, (size, size, 3) uint8 each: the model's
-        predicted state and the true one, in one batched call."""
+        """(model, truth), (size, size, 3) uint8 each. A state model: its predicted state and the
+        true one drawn by the system's renderer in one batched call. A pixel model: its decoded
+        frame and the true frame at the model's resolution (what it reads), both enlarged."""
+        if self.pixels:
+            model_frame, truth_frame = self._pixel_frames()
+            rows = np.arange(size) * self.frame_size // size  # nearest-neighbour enlargement
+            return model_frame[rows][:, rows], truth_frame[rows][:, rows]
         mq, _ = self.model_state()
         q = torch.as_tensor(np.stack([np.nan_to_num(mq), self.true_state()[0]]))
         both = self.system.render(q, size=size).numpy()
         return both[0], both[1]
+
+    def _pixel_frames(self) -> tuple[np.ndarray, np.ndarray]:
+        with torch.no_grad():
+            decoded = self.model.decode_frames(self._z.q)[0]  # type: ignore[attr-defined]
+        truth = self.system.render(self.truth.q[0], size=self.frame_size).numpy()
+        return frames_to_uint8(decoded), truth
 
     def energy(self) -> dict[str, float]:
         """The model's energy terms (kinetic, potential, interaction, total) now, and the true H."""
@@ -191,9 +228,17 @@ class Player:
             out.update({k: float(parts[k][0]) for k in ENERGY_KEYS})
         return out
 
+    @property
+    def divergence_measure(self) -> str:
+        return "pixel MSE" if self.pixels else "normalised state error"
+
     def divergence(self) -> float:
         """How far the model has drifted from the truth: the normalised state error (metrics.py),
-        each coordinate in units of its spread in the model's training data."""
+        each coordinate in units of its spread in the model's training data; for a pixel model the
+        mean squared difference of its decoded frame and the true one, in [0, 1] pixel units."""
+        if self.pixels:
+            model_frame, truth_frame = self._pixel_frames()
+            return float((((model_frame.astype(np.float64) - truth_frame) / 255.0) ** 2).mean())
         mq, mp = self.model_state()
         tq, tp = self.true_state()
         shape = (self.system.n_entities, self.system.dim)
@@ -224,5 +269,8 @@ class Player:
             u[0, : len(rec.u)] = np.stack(rec.u)
         with torch.no_grad():
             energy = self.system.energy(PhaseState(torch.as_tensor(q[0]), torch.as_tensor(p[0]))).numpy()[None]
+        frames = None
+        if self.pixels:  # what a pixel model reads, so it can train on what was played
+            frames = self.system.render(torch.as_tensor(q[0]), size=self.frame_size).numpy()[None]
         meta = {**self.system.meta(), "played": {"model": self.model.kind, "gain": self.gain}}
-        return TrajectoryData(q=q, p=p, dt=self.dt, u=u, energy=energy, meta=meta)
+        return TrajectoryData(q=q, p=p, dt=self.dt, u=u, frames=frames, energy=energy, meta=meta)

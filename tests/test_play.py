@@ -114,3 +114,34 @@ def test_bad_play_requests_are_refused_clearly() -> None:
     player.hold([5.0])  # fractions beyond one are clipped to the bound
     assert np.allclose(player.action, player.system.action_bound)
     assert torch.isfinite(player.truth.q).all()
+
+
+def test_a_pixel_model_plays_from_the_frames_it_reads_and_records_them(tmp_path) -> None:
+    from hwm_studio.pretrained import pixel_assets
+
+    model = load_model(pixel_assets()["spring"]["hwm-pixels: hgn_mass_spring"])
+    system = get_system("spring", **model.config.system_params)
+    player = Player(model, system, seed=4)
+    k, size = model.config.context_frames, model.config.frame_size
+    assert player.divergence_measure == "pixel MSE"
+    fresh = player.divergence()
+    assert fresh < 1e-3  # just read: its decoded frame is the true one up to the decoder's error
+    player.advance(60)
+    mq, _ = player.model_state()
+    assert mq.shape == (1, 1)
+    assert np.isfinite(mq).all()
+    drawn_model, drawn_truth = player.frames(128)
+    assert drawn_model.shape == drawn_truth.shape == (128, 128, 3)
+    assert drawn_model.dtype == np.uint8
+    assert abs(player.ledger["balance_error"]) < 1e-2 * max(1.0, abs(player.energy0["total"]))
+    player.resync()  # reads the last k true frames again
+    assert player.divergence() < 1e-3
+    episode = player.episode()  # the context the model read at the start is part of what was played
+    assert episode.q.shape[1] == 60 + k
+    assert episode.frames.shape == (1, 60 + k, size, size, 3)
+    assert np.array_equal(episode.frames[0, -1], system.render(player.truth.q[0], size=size).numpy())
+    back = load_trajectories(save_trajectories(episode, tmp_path / "played_pixels.npz"))
+    assert np.array_equal(back.frames, episode.frames)
+    other = get_system("spring", k=model.config.system_params["k"] * 2)
+    with pytest.raises(ValueError, match="play it on that system"):
+        Player(model, other)

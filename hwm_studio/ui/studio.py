@@ -36,6 +36,7 @@ from hwm_studio.training.fit import TrainConfig, kind_defaults
 from hwm_studio.training.job import TrainingJob
 from hwm_studio.training.run import system_dataset
 from hwm_studio.ui.plan import PlanContext, PlanPanel
+from hwm_studio.ui.playing import PlayPanel
 from hwm_studio.ui.views import (
     MODEL,
     OTHER,
@@ -109,6 +110,7 @@ class Studio(pn.viewable.Viewer):
         self._val_src = ColumnDataSource({"step": [], "val": []})
         self.train_status = pn.pane.Markdown("No training run in this session.")
         self.planning = PlanPanel(self.plan_context)
+        self.play = PlayPanel(self.play_source, self.workspace, on_saved=self._refresh_data_files)
         self._build_widgets()
         self._on_system()
         self.param.watch(self._on_system, ["system"])
@@ -201,6 +203,8 @@ class Studio(pn.viewable.Viewer):
             self.status = f"**Could not load the model:** {exc}"
             self._status_pane.object = self.status
             return
+        if self.play.player is not None:  # it plays the model that was selected: start again
+            self.play.invalidate()
         model = self.scene.model
         knobs = model.knobs() if model is not None else {}
         with self._quietly():
@@ -349,6 +353,26 @@ class Studio(pn.viewable.Viewer):
             entity=self.param.entity.objects.index(self.entity), coord=min(self.coord, r.truth_q.shape[2] - 1),
         )  # fmt: skip
 
+    def play_source(self):  # noqa: ANN201 (WorldModel | None, System)
+        """What the Play tab drives: the selected model and system (it samples its own start); a
+        pixel model plays on the system it was trained on, whose frames it reads."""
+        model = self.scene.model
+        if model is not None and model.sees_pixels:
+            params = tuple(sorted(model.config.system_params.items()))
+            return model, self.scene.system(SceneSpec(self.system, params=params))
+        return model, self._system_obj()
+
+    def train_sources(self) -> list[str]:
+        """What the Train tab can learn from: the selected system simulated, or a workspace file."""
+        return list(self._train_source.options)
+
+    def _refresh_data_files(self, saved: str | None = None) -> None:
+        """New files in the workspace (an episode just played) become Train tab sources."""
+        files = ["simulate the selected system", *self.workspace.data_files()]
+        self._train_source.options = files
+        if saved in files:
+            self._train_source.value = saved
+
     # --- frames, 3D, clicks --------------------------------------------------------------------
     def _on_frame(self, *_: Any) -> None:
         if self.result is None:
@@ -485,6 +509,7 @@ class Studio(pn.viewable.Viewer):
     def close(self) -> None:
         """Stop this session's training and planning (called when the browser tab closes)."""
         self.planning.close()
+        self.play.close()
         if self._job is not None:
             self._job.stop()
         if self._poll is not None:
@@ -570,6 +595,14 @@ class Studio(pn.viewable.Viewer):
             if self.result is not None:
                 self._update_3d(min(self.frame, self.result.steps), force=True)
 
+    def _on_tab(self, old: int, new: int, plan_tab: int, play_tab: int) -> None:
+        if new == plan_tab:
+            self.planning.enable_3d()
+        if old == play_tab:  # a loop nobody sees is paused, not left spending the CPU
+            self.play.paused = True
+        if new == play_tab and self.play.player is None:
+            self.play.start()
+
     def controls_panel(self) -> pn.viewable.Viewable:
         """The sidebar's controls on their own (a notebook shows them beside any single view)."""
         return pn.Column(self._controls, self._player, self._reset, width=310)
@@ -595,10 +628,10 @@ class Studio(pn.viewable.Viewer):
             sizing_mode="stretch_width",
         )  # fmt: skip
         tabs = pn.Tabs(("Explore", explore), ("Compare", compare), ("Train", self._training_tab()),
-                       ("Plan", self.planning), ("Data efficiency", self.efficiency), sizing_mode="stretch_width",
-                       dynamic=False)  # fmt: skip
-        plan_tab = 3
-        tabs.param.watch(lambda e: self.planning.enable_3d() if e.new == plan_tab else None, "active")
+                       ("Plan", self.planning), ("Play", self.play), ("Data efficiency", self.efficiency),
+                       sizing_mode="stretch_width", dynamic=False)  # fmt: skip
+        plan_tab, play_tab = 3, 4
+        tabs.param.watch(lambda e: self._on_tab(e.old, e.new, plan_tab, play_tab), "active")
         sidebar = pn.Column("## hwm_studio", self._controls, self._player, self._reset, width=310)
         return pn.Row(sidebar, pn.Column(self._status_pane, tabs, sizing_mode="stretch_width"),
                       sizing_mode="stretch_width")  # fmt: skip

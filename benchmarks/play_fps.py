@@ -1,0 +1,208 @@
+"""Playing in a real browser: frames drawn per second, key-to-frame latency, server CPU per session.
+
+    python benchmarks/play_fps.py                 # both models, 1 and 2 sessions, 30 s each
+    python benchmarks/play_fps.py --seconds 10    # shorter
+
+Serves the Play view (hwm_studio/ui/playing.py) in a subprocess, one torch thread, and drives it
+from headless Debian chromium (playwright): each page focuses the surface, unpauses (P) and holds
+the arrow keys, switching direction every 1.5 s. The page itself counts the frames it drew and, for
+each key change, the time until the first frame drawn that stepped under it (the surface writes
+both on its element); frames per second is the median over one-second windows. The server's CPU
+is its process's user + system time over the window (from /proc), divided by the sessions.
+Also plays a 60 s episode of random key changes on the default HWM without a browser and states
+its ledger's balance error against the energy scale (the range of H over the episode).
+Writes benchmarks/results/play_fps.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+OUT = Path(__file__).resolve().parent / "results" / "play_fps.json"
+MODELS = {"pendulum HWM (default)": ("pendulum", "hwm"), "spring pixel HWM": ("spring", "hwm-pixels: hgn_mass_spring")}
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def load(system: str, name: str):  # -> (model, system)
+    from hwm_studio.pretrained import pixel_assets, run_dir
+    from hwm_studio.systems import get_system
+    from hwm_studio.training.checkpoint import load_model
+
+    pixel = pixel_assets().get(system, {})
+    model = load_model(pixel[name] if name in pixel else run_dir(system, name))
+    return model, get_system(model.config.system, **(model.config.system_params or {}))
+
+
+def serve(system: str, name: str, port: int) -> None:
+    """The subprocess: the Play view alone, one session per page, each with its own model."""
+    import panel as pn
+    import torch
+
+    from hwm_studio.ui.playing import PlayPanel
+
+    torch.set_num_threads(1)
+    pn.extension()
+
+    def page():
+        loaded = load(system, name)
+        panel = PlayPanel(lambda: loaded)
+        panel.start()
+        pn.state.on_session_destroyed(lambda _ctx: panel.close())
+        return panel
+
+    pn.serve({"play": page}, port=port, address="127.0.0.1", show=False, websocket_origin=[f"127.0.0.1:{port}"])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def drive(label: str, sessions: int, seconds: float) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    system, name = MODELS[label]
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, __file__, "--serve", system, name, str(port)])
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+            pages = []
+            for _ in range(sessions):
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                deadline = time.time() + 120
+                while True:
+                    try:
+                        page.goto(f"http://127.0.0.1:{port}/play")
+                        break
+                    except Exception:  # the server is still starting
+                        if time.time() > deadline:
+                            raise
+                        time.sleep(0.5)
+                surface = page.locator(".hwm-play")
+                surface.wait_for(timeout=120_000)
+                surface.click()
+                page.keyboard.press("p")  # unpause
+                pages.append((page, surface))
+            time.sleep(2.0)  # warm-up: traced graphs, first frames
+
+            def drawn() -> list[int]:
+                return [int(s.get_attribute("data-drawn") or 0) for _, s in pages]
+
+            counts, cpu0, t0 = [drawn()], _cpu_seconds(server.pid), time.time()
+            keys = ["ArrowRight", "ArrowLeft"]
+            held = [None] * sessions
+            switch = 0.0
+            while time.time() - t0 < seconds:
+                if time.time() - t0 >= switch:  # change direction on every page
+                    for i, (page, _) in enumerate(pages):
+                        if held[i]:
+                            page.keyboard.up(held[i])
+                        held[i] = keys[int(switch / 1.5) % 2]
+                        page.keyboard.down(held[i])
+                    switch += 1.5
+                time.sleep(max(0.0, 1.0 - ((time.time() - t0) % 1.0)))
+                counts.append(drawn())
+            cpu = _cpu_seconds(server.pid) - cpu0
+            elapsed = time.time() - t0
+            latencies = []
+            for _, s in pages:
+                raw = s.get_attribute("data-latencies") or ""
+                latencies.append([float(x) for x in raw.split(",") if x])
+            shot = OUT.parent / f"play_{system}_{sessions}.png"
+            pages[0][0].screenshot(path=str(shot))
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    c = np.asarray(counts)  # (windows + 1, sessions)
+    per_second = np.diff(c, axis=0)
+    return {
+        "model": label, "sessions": sessions, "seconds": round(elapsed, 1),
+        "fps_median": [float(np.median(per_second[:, i])) for i in range(sessions)],
+        "fps_min": [int(per_second[:, i].min()) for i in range(sessions)],
+        "key_to_frame_ms_median": [round(float(np.median(x)), 1) if x else None for x in latencies],
+        "key_changes_timed": [len(x) for x in latencies],
+        "server_cpu_per_session": round(cpu / elapsed / sessions, 3),
+        "screenshot": shot.name,
+    }  # fmt: skip
+
+
+def ledger_episode(seconds: float = 60.0, seed: int = 0) -> dict:
+    """A played episode of random key changes (every 0.25-1.5 s) on the default pendulum HWM."""
+    from hwm_studio.play import Player
+
+    model, system = load("pendulum", "hwm")
+    player = Player(model, system, seed=seed)
+    rng = np.random.default_rng(seed)
+    energies, steps = [player.energy()["total"]], round(seconds / player.dt)
+    done = 0
+    while done < steps:
+        player.hold(rng.choice([-1.0, 0.0, 1.0], size=system.action_dim))
+        n = min(steps - done, int(rng.integers(5, 31)))
+        for _ in range(n):
+            player.advance(1)
+            energies.append(player.energy()["total"])
+        done += n
+    scale = float(np.ptp(energies))
+    balance = float(player.ledger["balance_error"])
+    return {"seconds": seconds, "steps": steps, "energy_scale": scale, "balance_error": balance,
+            "relative": abs(balance) / scale, "control_work": float(player.ledger["control_work"])}  # fmt: skip
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    ap.add_argument("--sessions", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--serve", nargs=3, metavar=("SYSTEM", "MODEL", "PORT"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.serve:
+        serve(args.serve[0], args.serve[1], int(args.serve[2]))
+        return 0
+    import torch
+
+    torch.set_num_threads(1)
+    ledger = ledger_episode()
+    print(json.dumps(ledger), flush=True)
+    rows = []
+    for label in args.models:
+        for n in args.sessions:
+            row = drive(label, n, args.seconds)
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    result = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, 1 torch thread",
+              "ledger_60s": ledger, "rows": rows}  # fmt: skip
+    from hwm_studio.io import atomic_write_text
+
+    atomic_write_text(OUT, json.dumps(result, indent=1))
+    print("| model | sessions | frames/s (median, each) | key -> frame ms (median) | server CPU / session |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        fps = ", ".join(f"{x:.0f}" for x in r["fps_median"])
+        lat = ", ".join("-" if x is None else f"{x:.0f}" for x in r["key_to_frame_ms_median"])
+        print(f"| {r['model']} | {r['sessions']} | {fps} | {lat} | {r['server_cpu_per_session']:.0%} of a core |")
+    print(f"60 s of random keys: |balance error| = {abs(ledger['balance_error']):.2e}, "
+          f"{ledger['relative']:.1e} of the energy scale ({ledger['energy_scale']:.3g})")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
