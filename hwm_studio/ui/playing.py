@@ -370,8 +370,7 @@ class PlayPanel(pn.viewable.Viewer):
     def invalidate(self) -> None:
         """The source changed (another model or system): stop, and rebuild on the next start."""
         self.close()
-        with param.parameterized.discard_events(self):
-            self.paused = True
+        self.paused = True  # heard by the toggle too (a discarded event would leave it showing "playing")
         self.status = "Press Play (or untick Paused) to drive the selected model."
 
     def _start_loop(self) -> None:
