@@ -117,6 +117,7 @@ class Player:
         self.pixels = model.sees_pixels
         self.frame_size = int(model.config.frame_size) if self.pixels else 0
         self.context = int(model.config.context_frames) if self.pixels else 1
+        self._pixel_view: tuple[np.ndarray, np.ndarray] | None = None  # (decoded, true) frames now
         self.reset(seed)
 
     # --- controls ---------------------------------------------------------------------------
@@ -163,6 +164,7 @@ class Player:
             if self.model.action_dim:
                 actions = torch.as_tensor(np.stack(rec.u[-(k - 1) :]), dtype=self._dtype)[None]
             self._z = self.model.state_from_positions(self.model.locate(frames), actions)  # type: ignore[attr-defined]
+            self._pixel_view = None
 
     def advance(self, steps: int = 1) -> None:
         """Step model and truth `steps` steps of dt under the held action."""
@@ -180,6 +182,7 @@ class Player:
         with torch.no_grad():
             traj = self.model.rollout_latent(self._z, actions, steps, record_energy=self._has_energy)
         self._z = traj.state(steps)
+        self._pixel_view = None
         for k in LEDGER_KEYS:
             if k in traj.ledger:
                 self.ledger[k] += float(traj.ledger[k][0, -1])
@@ -212,10 +215,14 @@ class Player:
         return both[0], both[1]
 
     def _pixel_frames(self) -> tuple[np.ndarray, np.ndarray]:
-        with torch.no_grad():
-            decoded = self.model.decode_frames(self._z.q)[0]  # type: ignore[attr-defined]
-        truth = self.system.render(self.truth.q[0], size=self.frame_size).numpy()
-        return frames_to_uint8(decoded), truth
+        """The decoded and the true frame now, at the model's size: made once per state, since the
+        view and the divergence both read them each tick."""
+        if self._pixel_view is None:
+            with torch.no_grad():
+                decoded = self.model.decode_frames(self._z.q)[0]  # type: ignore[attr-defined]
+            truth = self.system.render(self.truth.q[0], size=self.frame_size).numpy()
+            self._pixel_view = (frames_to_uint8(decoded), truth)
+        return self._pixel_view
 
     def energy(self) -> dict[str, float]:
         """The model's energy terms (kinetic, potential, interaction, total) now, and the true H."""

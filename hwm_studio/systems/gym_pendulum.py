@@ -56,7 +56,7 @@ class GymPendulum(System):
 
     def default_reward(self) -> Callable[..., Tensor]:
         """Pendulum-v1's own reward, so planned returns compare with published ones."""
-        from hwm_studio.planning.costs import PendulumV1Reward  # here: planning imports systems, not back
+        from hwm_studio.planning.costs import PendulumV1Reward  # on call: planning imports systems at load
 
         return PendulumV1Reward(self.inertia)
 

@@ -32,10 +32,8 @@ import panel as pn
 import param
 
 from hwm_studio.ui.plan import Drawn
-from hwm_studio.ui.studio import LIVE, Studio
+from hwm_studio.ui.studio import LIVE, SIMULATE, Studio
 from hwm_studio.workspace import Workspace
-
-SIMULATE = "simulate the selected system"  # the Train tab's own data source
 
 
 def studio(three_d: bool | None = None, workspace: Workspace | str | None = None, threads: int | None = 1,
@@ -192,7 +190,7 @@ def train(s: Studio, steps: int = 200, kind: str = "hwm", lr: float = 3e-3, data
     wait=True blocks until training ends (the loss curves are drawn as it goes); wait=False returns at
     once and the curves stream while the kernel is idle. Returns the Train tab's status line.
     """
-    s._train_source.options = [SIMULATE, *s.workspace.data_files()]
+    s.refresh_data_sources()
     s._train_source.value = data
     s._train_kind.value = kind
     s._train_steps.value = int(steps)

@@ -2,10 +2,12 @@
 
 Keys live in the browser (`PlaySurface`, a Panel JSComponent): the set of held keys is sent only
 when it changes (auto-repeat ignored, cleared on blur and on a hidden tab, arrows kept from
-scrolling, keys typed into inputs ignored), and the server samples the latest set each tick. Frames
-go the other way as raw RGBA bytes drawn into a canvas; the browser acknowledges each frame it drew
-and the server sends the next only then (one frame in flight: frames are dropped, never queued).
-One tick = the steps the pacer says are due, one frame, one batched update of the ledger views.
+scrolling, keys typed into inputs ignored), and the server samples the latest set each tick; space,
+R and P are one-shot messages. Frames go the other way as raw RGBA bytes drawn into a canvas; the
+browser acknowledges each frame it drew by message, and the server sends one only while fewer than
+IN_FLIGHT are undrawn (frames are dropped, never queued). The ledger views (`LiveLedger`) are drawn
+in the browser from a few numbers. One tick = the steps the pacer says are due, then at most one
+frame and one ledger readout, in one batched update.
 The loop itself is `hwm_studio.play.Player`; this module only draws it and feeds it keys.
 """
 
@@ -35,7 +37,6 @@ IN_FLIGHT = 2  # frames sent and not yet drawn, at most (jupyter_rfb's max_buffe
 ACK_TIMEOUT_S = 0.5  # a frame not acknowledged by then counts as lost: the next one is sent
 VIEWS_HZ = 20  # ledger readouts (bars, strip, trail, caption) per second
 STRIP = 600  # points kept in the scrolling ledger strip
-BARS = ("T", "V", "U", "H", "dissipated", "control work", "residual work", "balance error")
 
 
 class PlaySurface(JSComponent):
@@ -188,7 +189,8 @@ class LiveLedger(JSComponent):
     """The energy ledger drawn in the browser: bars, the phase trail and a scrolling strip, from
     one short list of numbers a tick (Bokeh figures redrawn at the frame rate starve the page)."""
 
-    readout = param.List(default=[], doc="t, the BARS values, then model q, p and true q, p (None: not a number)")
+    readout = param.List(default=[], doc="t; T, V, U, H, dissipated, control work, residual work, balance error; "
+                         "then model q, p and true q, p (None: not a number)")  # fmt: skip
     epoch = param.Integer(default=0, doc="incremented when the episode restarts: the history is cleared")
     trail_title = param.String(default="Phase trail (first coordinate)")
 
@@ -335,7 +337,6 @@ class PlayPanel(pn.viewable.Viewer):
         self._effect_seq = 0  # the browser's key change the model has stepped under
         self._sent_at = 0.0  # when the frame in flight was sent (monotonic)
         self._views_at = 0.0  # when the ledger views were last refreshed
-        self.frames_sent = 0
         self.ledger = LiveLedger(sizing_mode="stretch_width")
         self.param.watch(self._on_pause, ["paused"])
         self.param.watch(lambda e: self._set_rtf(e.new), ["rtf"])
@@ -345,7 +346,7 @@ class PlayPanel(pn.viewable.Viewer):
     # --- the loop ---------------------------------------------------------------------------
     def start(self) -> bool:
         """(Re)build the player from the source's current model and system, at the start `seed`.
-        A model that cannot be played (none, or one that reads frames) is a message, not a crash."""
+        A model that cannot be played (none, or one the system does not fit) is a message, not a crash."""
         self.stop_loop()
         self.player = self.pacer = None
         model, system = self.source()
@@ -478,7 +479,7 @@ class PlayPanel(pn.viewable.Viewer):
         assert player is not None
         s = self.surface
         now = time.monotonic()
-        # one frame in flight at most; an ack lost (a page reloaded mid-frame) stalls it ACK_TIMEOUT_S
+        # an ack lost (a page reloaded mid-frame) stalls the frames ACK_TIMEOUT_S at most
         frame_ready = force or s.sent - s.drawn < IN_FLIGHT or now - self._sent_at > ACK_TIMEOUT_S
         views_due = force or now - self._views_at >= 1.0 / VIEWS_HZ
         if not (frame_ready or views_due):
@@ -488,7 +489,6 @@ class PlayPanel(pn.viewable.Viewer):
                 model_frame, truth_frame = player.frames(FRAME_SIZE)
                 s.param.update(frame=_rgba(np.concatenate([model_frame, truth_frame], axis=1)), sent=s.sent + 1,
                                shown_seq=self._effect_seq)  # fmt: skip
-                self.frames_sent += 1
                 self._sent_at = now
             if views_due:
                 self._views_at = now

@@ -52,6 +52,7 @@ from hwm_studio.ui.views import (
 from hwm_studio.workspace import Workspace, WorkspaceError
 
 MAX_ACTIONS = 2
+SIMULATE = "simulate the selected system"  # the Train tab's own data source
 LIVE = "training run (live)"
 
 
@@ -110,7 +111,7 @@ class Studio(pn.viewable.Viewer):
         self._val_src = ColumnDataSource({"step": [], "val": []})
         self.train_status = pn.pane.Markdown("No training run in this session.")
         self.planning = PlanPanel(self.plan_context)
-        self.play = PlayPanel(self.play_source, self.workspace, on_saved=self._refresh_data_files)
+        self.play = PlayPanel(self.play_source, self.workspace, on_saved=self.refresh_data_sources)
         self._build_widgets()
         self._on_system()
         self.param.watch(self._on_system, ["system"])
@@ -354,21 +355,20 @@ class Studio(pn.viewable.Viewer):
         )  # fmt: skip
 
     def play_source(self):  # noqa: ANN201 (WorldModel | None, System)
-        """What the Play tab drives: the selected model and system (it samples its own start); a
-        pixel model plays on the system it was trained on, whose frames it reads."""
-        model = self.scene.model
-        if model is not None and model.sees_pixels:
-            params = tuple(sorted(model.config.system_params.items()))
-            return model, self.scene.system(SceneSpec(self.system, params=params))
-        return model, self._system_obj()
+        """What the Play tab drives: the selected model and the system of the current scene (for a
+        pixel model the one it was trained on, whose frames it reads); it samples its own start."""
+        return self.scene.model, self.scene.system(self.spec())
 
     def train_sources(self) -> list[str]:
         """What the Train tab can learn from: the selected system simulated, or a workspace file."""
         return list(self._train_source.options)
 
-    def _refresh_data_files(self, saved: str | None = None) -> None:
+    def _data_sources(self) -> list[str]:
+        return [SIMULATE, *self.workspace.data_files()]
+
+    def refresh_data_sources(self, saved: str | None = None) -> None:
         """New files in the workspace (an episode just played) become Train tab sources."""
-        files = ["simulate the selected system", *self.workspace.data_files()]
+        files = self._data_sources()
         self._train_source.options = files
         if saved in files:
             self._train_source.value = saved
@@ -424,7 +424,7 @@ class Studio(pn.viewable.Viewer):
         try:
             source = self._train_source.value
             kind = self._train_kind.value
-            if source == "simulate the selected system":  # pixel kinds learn from its frames, drawn at 32 x 32
+            if source == SIMULATE:  # pixel kinds learn from its frames, drawn at 32 x 32
                 data = system_dataset(self.system, trajectories=48, points=60, seed=self.seed,
                                       frame_size=32 if kind in PIXEL_MODELS else None)  # fmt: skip
             else:
@@ -557,8 +557,7 @@ class Studio(pn.viewable.Viewer):
         self._reset.on_click(self.reset_initial)
         self._status_pane = pn.pane.Markdown("", sizing_mode="stretch_width")
         # training controls
-        files = ["simulate the selected system", *self.workspace.data_files()]
-        self._train_source = pn.widgets.Select(label="Data", options=files, width=260)
+        self._train_source = pn.widgets.Select(label="Data", options=self._data_sources(), width=260)
         self._train_kind = pn.widgets.Select(label="Model kind", options=[*STATE_MODELS, *PIXEL_MODELS], width=260)
         self._train_steps = pn.widgets.IntInput(label="Steps", value=600, start=10, end=100_000, width=120)
         self._train_lr = pn.widgets.FloatInput(label="Learning rate", value=kind_defaults(self._train_kind.value)[0],
