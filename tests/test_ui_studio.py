@@ -305,3 +305,24 @@ def test_the_data_efficiency_tab_draws_the_benchmarks_rows_for_the_system(studio
     assert "MLP trajectories to reach the HWM's VPT at 8: 32 (the hwm's VPT at 8: 80.0 steps)" in view.note.object
     view.update("chain", results)
     assert view.sources[("vpt", "hwm")].data["n"] == []
+
+
+def test_the_play_tab_follows_the_selection_and_is_freed_with_the_session(studio) -> None:
+    play = studio.play
+    assert play.start()
+    assert play.player.model is studio.scene.model
+    play.step_once()
+    assert play.player.steps == 1
+    label = next(o for o in studio.param.model_name.objects if o != "hwm")
+    studio.model_name = label  # another model: the old player goes, and the loop waits for a start
+    assert play.player is None
+    assert play.paused
+    studio.system = "spring"
+    pixel = next(o for o in studio.param.model_name.objects if o.startswith("hwm-pixels"))
+    studio.model_name = pixel
+    assert play.start()  # a pixel model plays on the system it was trained on
+    assert play.player.pixels
+    assert play.player.system.params["k"] == studio.scene.model.config.system_params["k"]
+    studio.close()
+    assert play.player is None
+    assert not play.looping

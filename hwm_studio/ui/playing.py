@@ -374,6 +374,11 @@ class PlayPanel(pn.viewable.Viewer):
         self.paused = True  # heard by the toggle too (a discarded event would leave it showing "playing")
         self.status = "Press Play (or untick Paused) to drive the selected model."
 
+    @property
+    def looping(self) -> bool:
+        """Whether the periodic tick is registered (it is only while playing)."""
+        return self._callback is not None
+
     def _start_loop(self) -> None:
         if self._callback is None and pn.state.curdoc is not None:
             self._callback = pn.state.add_periodic_callback(self.tick, period=TICK_MS)
