@@ -309,6 +309,8 @@ def test_the_data_efficiency_tab_draws_the_benchmarks_rows_for_the_system(studio
 
 def test_the_play_tab_follows_the_selection_and_is_freed_with_the_session(studio) -> None:
     play = studio.play
+    assert play.save_episode() is None  # nothing played yet: a message, not a file or a traceback
+    assert "nothing is playing" in play.status
     assert play.start()
     assert play.player.model is studio.scene.model
     play.step_once()

@@ -462,6 +462,7 @@ class PlayPanel(pn.viewable.Viewer):
     def save_episode(self, *_: Any) -> str | None:
         """Write what was played into the workspace as a trajectory file; returns its name."""
         if self.player is None or self.workspace is None:
+            self.status = "**Not saved:** " + ("nothing is playing" if self.workspace else "this view has no workspace")
             return None
         from hwm_studio.data.format import save_trajectories
 
