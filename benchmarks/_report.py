@@ -3,8 +3,10 @@ that keep the rows a run did not redo."""
 
 from __future__ import annotations
 
+import fcntl
 import json
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,3 +25,16 @@ def merged_rows(out: Path, rows: list[dict[str, Any]], key: Callable[[dict[str, 
         return rows
     done = {key(r) for r in rows}
     return [r for r in json.loads(out.read_text())["rows"] if key(r) not in done] + rows
+
+
+@contextmanager
+def locked(out: Path) -> Iterator[None]:
+    """Hold `out`'s sidecar lock, so two runs of one script (say, two systems on two cores) that
+    finish together merge into the same results file without one overwriting the other's rows."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.with_name(out.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

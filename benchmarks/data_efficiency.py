@@ -19,7 +19,7 @@ import platform
 from pathlib import Path
 
 import torch
-from _report import merged_rows, spread
+from _report import locked, merged_rows, spread
 
 from hwm_studio.cli import TRAIN_HORIZON, TRAIN_STEPS
 from hwm_studio.io import atomic_write_text
@@ -125,14 +125,15 @@ def main() -> int:
                         rows.append(row)
         key = lambda r: (r["system"], r["model"], r["trajectories"], r["seed"])  # noqa: E731
         same = ("steps", "scored_steps")  # one training budget and one held-out length per file
-        rows = [r for r in merged_rows(out, rows, key) if all(r.get(k) == getattr(args, k) for k in same)]
-        result = {
-            "machine": f"{platform.machine()}, {args.threads} torch threads, torch {torch.__version__}",
-            "steps": args.steps, "points": args.points, "test_trajectories": TEST, "scored_steps": args.scored_steps,
-            "rows": rows,
-        }  # fmt: skip
-        out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out, json.dumps(result, indent=1))
+        with locked(out):
+            rows = [r for r in merged_rows(out, rows, key) if all(r.get(k) == getattr(args, k) for k in same)]
+            result = {
+                "machine": f"{platform.machine()}, {args.threads} torch threads, torch {torch.__version__}",
+                "steps": args.steps, "points": args.points, "test_trajectories": TEST,
+                "scored_steps": args.scored_steps,
+                "rows": rows,
+            }  # fmt: skip
+            atomic_write_text(out, json.dumps(result, indent=1))
     plot(rows, out.with_suffix(".png"))
     print(markdown(rows))
     return 0
