@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _report import merged_rows, spread
+from _report import locked, merged_rows, spread
 
 from hwm_studio.cli import TRAIN_HORIZON, TRAIN_STEPS
 from hwm_studio.data.foreign import FOREIGN_SYSTEMS, ForeignSystem
@@ -131,12 +131,13 @@ def main() -> int:
                     print(json.dumps(row), flush=True)
                     rows.append(row)
     out = Path(args.out)
-    rows = merged_rows(out, rows, lambda r: (r["system"], r["model"], r["seed"]))  # re-run rows replaced
-    result = {
-        "machine": f"{platform.machine()}, {args.threads} torch threads, torch {torch.__version__}",
-        "steps": args.steps, "train_trajectories": args.train, "points": args.points, "rows": rows,
-    }  # fmt: skip
-    atomic_write_text(out, json.dumps(result, indent=1))
+    with locked(out):
+        rows = merged_rows(out, rows, lambda r: (r["system"], r["model"], r["seed"]))  # re-run rows replaced
+        result = {
+            "machine": f"{platform.machine()}, {args.threads} torch threads, torch {torch.__version__}",
+            "steps": args.steps, "train_trajectories": args.train, "points": args.points, "rows": rows,
+        }  # fmt: skip
+        atomic_write_text(out, json.dumps(result, indent=1))
     print(markdown(rows))
     return 0
 
