@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hwm_studio.io import atomic_write_text
+
 OUT = Path(__file__).resolve().parent / "results" / "play_fps.json"
 MODELS = {"pendulum HWM (default)": ("pendulum", "hwm"), "spring pixel HWM": ("spring", "hwm-pixels: hgn_mass_spring")}
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -145,26 +147,33 @@ def drive(label: str, sessions: int, seconds: float) -> dict:
     }  # fmt: skip
 
 
-def ledger_episode(seconds: float = 60.0, seed: int = 0) -> dict:
-    """A played episode of random key changes (every 0.25-1.5 s) on the default pendulum HWM."""
+def ledger_episode(seconds: float = 60.0, seed: int = 0, integrator: str = "discrete_gradient") -> dict:
+    """A played episode of random key changes (every 0.25-1.5 s) on the default pendulum HWM,
+    stepped by `integrator` ('model': the model's own), with the wall time of a step."""
+    from hwm_studio.physics.integrators import get_integrator
     from hwm_studio.play import Player
 
     model, system = load("pendulum", "hwm")
-    player = Player(model, system, seed=seed)
+    rule = model.integrator if integrator == "model" else get_integrator(integrator)
+    player = Player(model, system, seed=seed, integrator=rule)
     rng = np.random.default_rng(seed)
     energies, steps = [player.energy()["total"]], round(seconds / player.dt)
-    done = 0
+    done, busy = 0, 0.0
     while done < steps:
         player.hold(rng.choice([-1.0, 0.0, 1.0], size=system.action_dim))
         n = min(steps - done, int(rng.integers(5, 31)))
         for _ in range(n):
+            t0 = time.perf_counter()
             player.advance(1)
+            busy += time.perf_counter() - t0
             energies.append(player.energy()["total"])
         done += n
     scale = float(np.ptp(energies))
     balance = float(player.ledger["balance_error"])
-    return {"seconds": seconds, "steps": steps, "energy_scale": scale, "balance_error": balance,
-            "relative": abs(balance) / scale, "control_work": float(player.ledger["control_work"])}  # fmt: skip
+    return {"integrator": rule.name, "seconds": seconds, "steps": steps, "energy_scale": scale,
+            "balance_error": balance, "relative": abs(balance) / scale,
+            "control_work": float(player.ledger["control_work"]),
+            "step_ms": round(1e3 * busy / steps, 2)}  # fmt: skip
 
 
 def main() -> int:
@@ -172,6 +181,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     ap.add_argument("--sessions", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--ledger-only", action="store_true", help="only the 60 s ledger episodes (no browser)")
     ap.add_argument("--serve", nargs=3, metavar=("SYSTEM", "MODEL", "PORT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
@@ -180,8 +190,18 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(1)
-    ledger = ledger_episode()
-    print(json.dumps(ledger), flush=True)
+    ledgers = [ledger_episode(integrator=name) for name in ("discrete_gradient", "model")]
+    for ledger in ledgers:
+        print(json.dumps(ledger), flush=True)
+        print(f"60 s of random keys, {ledger['integrator']}: |balance error| = {abs(ledger['balance_error']):.2e}, "
+              f"{ledger['relative']:.1e} of the energy scale ({ledger['energy_scale']:.3g}), "
+              f"{ledger['step_ms']} ms a step", flush=True)  # fmt: skip
+    if args.ledger_only:
+        if OUT.exists():  # keep the browser rows of the last full run, with today's ledger
+            kept = json.loads(OUT.read_text())
+            kept["ledger_60s"] = ledgers
+            atomic_write_text(OUT, json.dumps(kept, indent=1))
+        return 0
     rows = []
     for label in args.models:
         for n in args.sessions:
@@ -189,9 +209,7 @@ def main() -> int:
             print(json.dumps(row), flush=True)
             rows.append(row)
     result = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, 1 torch thread",
-              "ledger_60s": ledger, "rows": rows}  # fmt: skip
-    from hwm_studio.io import atomic_write_text
-
+              "ledger_60s": ledgers, "rows": rows}  # fmt: skip
     atomic_write_text(OUT, json.dumps(result, indent=1))
     print("| model | sessions | frames/s (median, each) | key -> frame ms (median) | server CPU / session |")
     print("|---|---|---|---|---|")
@@ -199,8 +217,6 @@ def main() -> int:
         fps = ", ".join(f"{x:.0f}" for x in r["fps_median"])
         lat = ", ".join("-" if x is None else f"{x:.0f}" for x in r["key_to_frame_ms_median"])
         print(f"| {r['model']} | {r['sessions']} | {fps} | {lat} | {r['server_cpu_per_session']:.0%} of a core |")
-    print(f"60 s of random keys: |balance error| = {abs(ledger['balance_error']):.2e}, "
-          f"{ledger['relative']:.1e} of the energy scale ({ledger['energy_scale']:.3g})")  # fmt: skip
     return 0
 
 

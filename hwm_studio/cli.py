@@ -483,7 +483,7 @@ def _render(a: argparse.Namespace) -> int:
         q_hat, _ = predict_data(model, data, data.n_times - 1)
         both = torch.as_tensor(np.stack([data.q[0], np.nan_to_num(q_hat[0])]))  # (2, T, E, D)
         truth, drawn = system.render(both, size=size).numpy()
-    path = write_video(a.out, side_by_side(truth, drawn, a.scale), a.fps)
+    path, _ = write_video(a.out, side_by_side(truth, drawn, a.scale), a.fps)
     print(f"wrote {len(truth)} frames of truth | {'decoded' if pixels else 'predicted'} | error to {path}")
     return 0
 

@@ -6,22 +6,34 @@ actions a person holds, with the model's energy ledger kept step by step.
 `episode` to save what was played. The model never sees the truth except through `resync`, so its
 drift stays visible (`divergence`). A state model re-encodes the true state; a pixel model reads
 the last k true frames (the truth steps k - 1 times at rest after a reset, so there are k to read)
-and its view is its own decoded frame. The ledger is the rollout ledger of `physics.rollout` summed
-over the ticks: its balance error is the integrator's, whatever was pressed.
+and its view is its own decoded frame. A model with an energy is stepped by the discrete-gradient
+scheme (physics/integrators/discrete_gradient.py) unless told otherwise: its ledger is exact per
+step, so the balance error on screen is the solver's tolerance and rounding whatever was pressed,
+where the leapfrog the models train with leaves an O(dt^2) error that grows with the energy a held
+key pumps in. That field steps in float64 (a copy of the model's that follows its knobs and, by
+the tensors' version counters, its weights): a held torque spins a pendulum to q of hundreds of
+radians, where float32 rounding alone left the balance at 5e-4 of the energy range after a minute.
+The ledger is the rollout ledger of `physics.rollout`, summed over the ticks.
 """
 
 from __future__ import annotations
 
+import copy
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from hwm_studio.data.format import TrajectoryData
 from hwm_studio.frames import frames_to_uint8
 from hwm_studio.metrics import normalised_error
 from hwm_studio.models.base import WorldModel
+from hwm_studio.physics.integrators import DiscreteGradient, Integrator
+from hwm_studio.physics.port_hamiltonian import PortHamiltonianField
+from hwm_studio.physics.rollout import rollout
 from hwm_studio.planning.rollouts import true_step
 from hwm_studio.state import PhaseState
 from hwm_studio.systems.base import System
@@ -79,6 +91,9 @@ class _Recording:
     q: list[np.ndarray] = field(default_factory=list)  # true states, (E, D) each
     p: list[np.ndarray] = field(default_factory=list)
     u: list[np.ndarray] = field(default_factory=list)  # the action held from each state to the next
+    model_start: int = 0  # the true state the model's record starts at (a pixel model reads k frames first)
+    zq: list[Tensor] = field(default_factory=list)  # the model's latent at each true state from there, (E, D)
+    zp: list[Tensor] = field(default_factory=list)
 
 
 class Player:
@@ -86,11 +101,19 @@ class Player:
 
     Actions are held as fractions of the system's bound in [-1, 1] per action dim, times `gain`,
     clipped to the bound. A pixel model must be played on the system it was trained on (its
-    parameters), since it reads that system's frames.
+    parameters), since it reads that system's frames. `integrator` steps a model with an energy
+    (default: the discrete-gradient scheme, solved to 1e-13; `model.integrator`: the model's own); a model
+    without one steps by its own rule.
     """
 
     def __init__(
-        self, model: WorldModel, system: System, dt: float | None = None, seed: int = 0, gain: float = 1.0
+        self,
+        model: WorldModel,
+        system: System,
+        dt: float | None = None,
+        seed: int = 0,
+        gain: float = 1.0,
+        integrator: Integrator | None = None,
     ) -> None:
         trained_on = model.config.system_params or {}
         if model.sees_pixels and any(system.params.get(k) != v for k, v in trained_on.items()):
@@ -112,6 +135,8 @@ class Player:
         self.gain = gain
         self._truth_step = true_step(system, self.dt)
         self._has_energy = model.hamiltonian_field is not None
+        self.integrator = (integrator or DiscreteGradient(tolerance=1e-13)) if self._has_energy else None
+        self._field: PortHamiltonianField | None = None  # the float64 copy that steps (see the module doc)
         self._dtype = next(model.parameters()).dtype
         self._held = np.zeros(system.action_dim)
         self.pixels = model.sees_pixels
@@ -123,6 +148,9 @@ class Player:
     # --- controls ---------------------------------------------------------------------------
     def reset(self, seed: int = 0) -> None:
         """A new episode from the system's sampler at `seed`: the model encodes the true start."""
+        if self._has_energy:
+            self._field = copy.deepcopy(self.model.hamiltonian_field).double()
+            self._weights_seen = self._weights_version()
         start = self.system.sample_initial(1, torch.Generator().manual_seed(int(seed)))
         self.truth = start
         self.steps = 0
@@ -154,17 +182,49 @@ class Player:
     def resync(self) -> None:
         """Re-encode the model from the truth (the only time the model sees it): the true state, or
         for a pixel model the last k true frames and the actions between them."""
+        rec = self._recording
         with torch.no_grad():
             if not self.pixels:
-                self._z = self.model.latent(self.truth.q.to(self._dtype), self.truth.p.to(self._dtype))
-                return
-            rec, k = self._recording, self.context
-            frames = self.system.render(torch.as_tensor(np.stack(rec.q[-k:])), size=self.frame_size)[None]
-            actions = None
-            if self.model.action_dim:
-                actions = torch.as_tensor(np.stack(rec.u[-(k - 1) :]), dtype=self._dtype)[None]
-            self._z = self.model.state_from_positions(self.model.locate(frames), actions)  # type: ignore[attr-defined]
-            self._pixel_view = None
+                z = self.model.latent(self.truth.q.to(self._dtype), self.truth.p.to(self._dtype))
+            else:
+                k = self.context
+                frames = self.system.render(torch.as_tensor(np.stack(rec.q[-k:])), size=self.frame_size)[None]
+                actions = None
+                if self.model.action_dim:
+                    actions = torch.as_tensor(np.stack(rec.u[-(k - 1) :]), dtype=self._dtype)[None]
+                z = self.model.state_from_positions(self.model.locate(frames), actions)  # type: ignore[attr-defined]
+        self._z = self._stepping(z)
+        self._pixel_view = None
+        if not rec.zq:  # the episode's first encoding
+            rec.model_start = len(rec.q) - 1
+        elif len(rec.zq) == len(rec.q) - rec.model_start:  # the model's state now is replaced
+            rec.zq.pop(), rec.zp.pop()
+        self._record_latent(self._z.q[0][None], self._z.p[0][None])
+
+    def _weights_version(self) -> tuple[int, ...]:
+        source = self.model.hamiltonian_field
+        assert source is not None
+        return tuple(t._version for t in (*source.parameters(), *source.buffers()))
+
+    def _follow_model(self) -> None:
+        """The float64 copy takes the model's knobs now, and its weights when they changed in place
+        (an optimiser step or load_state_dict: a model training live, or a checkpoint reloaded)."""
+        source, field = self.model.hamiltonian_field, self._field
+        assert source is not None
+        assert field is not None
+        field.dissipation_scale, field.residual_scale = source.dissipation_scale, source.residual_scale
+        version = self._weights_version()
+        if version != self._weights_seen:
+            field.load_state_dict(source.state_dict())  # cast into the float64 copy
+            self._weights_seen = version
+
+    def _stepping(self, z: PhaseState) -> PhaseState:
+        """A latent state in the dtype the loop steps in (float64 for a model with an energy)."""
+        return z.to(torch.float64) if self._field is not None else z
+
+    def _latent(self) -> PhaseState:
+        """The latent state now, in the model's own dtype (what its decoders read)."""
+        return self._z.to(self._dtype)
 
     def advance(self, steps: int = 1) -> None:
         """Step model and truth `steps` steps of dt under the held action."""
@@ -179,9 +239,17 @@ class Player:
             self.truth = PhaseState(q, p)
             self._record_state(u[0].numpy())
         actions = u.to(self._dtype)[:, None].expand(1, steps, -1) if self.model.action_dim else None
+        field = self._field
+        if field is not None:
+            self._follow_model()
         with torch.no_grad():
-            traj = self.model.rollout_latent(self._z, actions, steps, record_energy=self._has_energy)
+            if field is not None and self.integrator is not None:  # a model with an energy
+                acts = None if actions is None or not field.action_dim else actions.double()
+                traj = rollout(field, self.integrator, self._z, acts, self.dt, steps, record_energy=True)
+            else:
+                traj = self.model.rollout_latent(self._z, actions, steps, record_energy=self._has_energy)
         self._z = traj.state(steps)
+        self._record_latent(traj.q[0, 1:], traj.p[0, 1:])
         self._pixel_view = None
         for k in LEDGER_KEYS:
             if k in traj.ledger:
@@ -195,7 +263,8 @@ class Player:
         if self.pixels:
             return self._z.q[0].double().numpy(), self._z.p[0].double().numpy()
         with torch.no_grad():
-            q, p = self.model.coder.to_data(self.model.decode(self._z.q, self._z.p))
+            z = self._latent()
+            q, p = self.model.coder.to_data(self.model.decode(z.q, z.p))
         return q[0].double().numpy(), p[0].double().numpy()
 
     def true_state(self) -> tuple[np.ndarray, np.ndarray]:
@@ -219,7 +288,7 @@ class Player:
         view and the divergence both read them each tick."""
         if self._pixel_view is None:
             with torch.no_grad():
-                decoded = self.model.decode_frames(self._z.q)[0]  # type: ignore[attr-defined]
+                decoded = self.model.decode_frames(self._latent().q)[0]  # type: ignore[attr-defined]
             truth = self.system.render(self.truth.q[0], size=self.frame_size).numpy()
             self._pixel_view = (frames_to_uint8(decoded), truth)
         return self._pixel_view
@@ -227,11 +296,10 @@ class Player:
     def energy(self) -> dict[str, float]:
         """The model's energy terms (kinetic, potential, interaction, total) now, and the true H."""
         out: dict[str, float] = {"true": float(self.system.energy(self.truth)[0])}
-        if self._has_energy:
-            field = self.model.hamiltonian_field
-            assert field is not None
+        if self._field is not None:
+            self._follow_model()
             with torch.no_grad():
-                parts = field.hamiltonian.decompose(self._z)
+                parts = self._field.hamiltonian.decompose(self._z)
             out.update({k: float(parts[k][0]) for k in ENERGY_KEYS})
         return out
 
@@ -262,6 +330,44 @@ class Player:
             rec.u.append(u_before.copy())
         rec.q.append(self.truth.q[0].numpy().copy())
         rec.p.append(self.truth.p[0].numpy().copy())
+
+    def _record_latent(self, q: Tensor, p: Tensor) -> None:
+        """The model's latents (n, E, D) at the newest n true states, as far as those were recorded."""
+        rec = self._recording
+        room = len(rec.q) - rec.model_start - len(rec.zq)
+        n = min(room, q.shape[0])
+        if n > 0:
+            rec.zq.extend(q[q.shape[0] - n :].unbind(0))
+            rec.zp.extend(p[p.shape[0] - n :].unbind(0))
+
+    def video(self, size: int = 128, last: int | None = None, chunk: int = 256) -> Iterator[np.ndarray]:
+        """The played episode as uint8 frames, model | truth side by side, (n, size, 2 size + 2, 3)
+        chunks in time order: what the Play view showed (a state model's predicted state and the
+        true one through the system's renderer; a pixel model's decoded frame beside the true frame
+        it reads, enlarged). `last`: only the newest that many frames. Chunked, so a long episode
+        is drawn and written a piece at a time, never held whole."""
+        rec = self._recording
+        total = len(rec.zq)
+        if total < 2:
+            raise ValueError("nothing has been played yet: a video needs at least one step")
+        first = 0 if last is None else max(0, total - int(last))
+        gap = np.full((size, 2, 3), 255, dtype=np.uint8)
+        for lo in range(first, total, chunk):
+            hi = min(total, lo + chunk)
+            zq = torch.stack(rec.zq[lo:hi]).to(self._dtype)
+            zp = torch.stack(rec.zp[lo:hi]).to(self._dtype)
+            tq = torch.as_tensor(np.stack(rec.q[rec.model_start + lo : rec.model_start + hi]))
+            with torch.no_grad():
+                if self.pixels:
+                    model_px = frames_to_uint8(self.model.decode_frames(zq))  # type: ignore[attr-defined]
+                    truth_px = self.system.render(tq, size=self.frame_size).numpy()
+                    rows = np.arange(size) * self.frame_size // size  # nearest-neighbour enlargement
+                    model_px, truth_px = model_px[:, rows][:, :, rows], truth_px[:, rows][:, :, rows]
+                else:
+                    mq, _ = self.model.coder.to_data(self.model.decode(zq, zp))
+                    both = self.system.render(torch.cat([torch.nan_to_num(mq.double()), tq]), size=size).numpy()
+                    model_px, truth_px = both[: hi - lo], both[hi - lo :]
+            yield np.concatenate([model_px, np.broadcast_to(gap, (hi - lo, *gap.shape)), truth_px], axis=2)
 
     def episode(self) -> TrajectoryData:
         """What was played, as one trajectory of the project's format: the true states, the held

@@ -315,6 +315,9 @@ def test_the_play_tab_follows_the_selection_and_is_freed_with_the_session(studio
     assert play.player.model is studio.scene.model
     play.step_once()
     assert play.player.steps == 1
+    name = play.export_video()  # model | truth as mp4 in the workspace
+    assert name.endswith(".mp4")
+    assert studio.workspace.path(name).stat().st_size > 0
     label = next(o for o in studio.param.model_name.objects if o != "hwm")
     studio.model_name = label  # another model: the old player goes, and the loop waits for a start
     assert play.player is None

@@ -64,7 +64,7 @@ class WorldModel(nn.Module, ABC):
         if not self.continuous:
             raise ValueError(f"the {self.kind} model is a discrete map; it has no integrator")
         integ = get_integrator(name)
-        if integ.symplectic and self.hamiltonian_field is None:
+        if integ.needs_hamiltonian and self.hamiltonian_field is None:
             raise ValueError(f"{name} needs a Hamiltonian; the {self.kind} model only supports rk4")
         self.integrator = integ
 
@@ -177,7 +177,7 @@ class WorldModel(nn.Module, ABC):
         if record_energy:
             if not isinstance(field, PortHamiltonianField):
                 raise ValueError(f"the {self.kind} model has no energy to record")
-            traj.energy, traj.power, traj.ledger = energy_ledger(field, q, p, acts, self.dt)
+            traj.energy, traj.power, traj.ledger = energy_ledger(field, q, p, acts, self.dt, step_rule)
         return traj
 
     def latent(self, q: Tensor, p: Tensor) -> PhaseState:

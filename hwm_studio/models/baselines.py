@@ -106,7 +106,7 @@ class NeuralODE(WorldModel):
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
-        if self.integrator.symplectic:
+        if self.integrator.needs_hamiltonian:
             raise ValueError("a neural ODE has no Hamiltonian: use the rk4 integrator")
         self.vector_field = _ODEField(config)
 

@@ -25,6 +25,27 @@ from hwm_studio.physics.energy import Hamiltonian, sum_or_zeros
 from hwm_studio.state import PhaseState
 
 
+class GivenGradient:
+    """Stands in for a Hamiltonian where a port asks for grad H, answering with a given vector.
+
+    Why: friction is R(z) grad H(z), and ports compute it from the Hamiltonian they are handed; a
+    discrete-gradient step needs R(z) applied to its own discrete gradient instead, which this
+    object supplies without every port learning a second signature.
+    """
+
+    def __init__(self, gradient: PhaseState) -> None:
+        self.gradient = gradient
+
+    def grad(self, state: PhaseState) -> PhaseState:
+        return self.gradient
+
+    def grad_q(self, q: Tensor, p: Tensor) -> Tensor:
+        return self.gradient.q
+
+    def grad_p(self, q: Tensor, p: Tensor) -> Tensor:
+        return self.gradient.p
+
+
 class Dissipation(nn.Module, ABC):
     """R(z) grad H(z) for a positive semi-definite R(z) (PSD must hold by construction).
 
@@ -170,11 +191,15 @@ class PortHamiltonianField(nn.Module):
         """J grad H."""
         return self.hamiltonian.hamilton_field(state)
 
-    def _active_ports(self, u: Tensor | None) -> list[tuple[float | Tensor, nn.Module, tuple[object, ...]]]:
-        """(scale, port, arguments) of every non-conservative port acting now (from configuration)."""
+    def _active_ports(
+        self, u: Tensor | None, gradient: PhaseState | None = None
+    ) -> list[tuple[float | Tensor, nn.Module, tuple[object, ...]]]:
+        """(scale, port, arguments) of every non-conservative port acting now (from configuration);
+        friction acts on `gradient` when one is given, else on grad H at the state."""
         ports: list[tuple[float | Tensor, nn.Module, tuple[object, ...]]] = []
         if self._dissipating():
-            ports.append((-self.dissipation_scale, self.dissipation, (self.hamiltonian,)))
+            acts_on = self.hamiltonian if gradient is None else GivenGradient(gradient)
+            ports.append((-self.dissipation_scale, self.dissipation, (acts_on,)))
         if u is not None and self.input_map is not None:
             ports.append((1.0, self.input_map, (u,)))
         if self._residual_on():
@@ -186,11 +211,12 @@ class PortHamiltonianField(nn.Module):
         When it cannot, a step's closing force dH/dq is still valid at the next step's start."""
         return any(not getattr(port, "momentum_only", False) for _, port, _ in self._active_ports(u))
 
-    def nonconservative(self, state: PhaseState, u: Tensor | None) -> PhaseState:
-        """-R grad H + G u + r: everything that exchanges energy with the outside."""
+    def nonconservative(self, state: PhaseState, u: Tensor | None, gradient: PhaseState | None = None) -> PhaseState:
+        """-R grad H + G u + r: everything that exchanges energy with the outside. With `gradient`,
+        -R(z) gradient + G u + r (a discrete-gradient scheme's friction acts on its own gradient)."""
         q_parts: list[Tensor] = []
         p_parts: list[Tensor] = []
-        for scale, port, args in self._active_ports(u):
+        for scale, port, args in self._active_ports(u, gradient):
             if getattr(port, "momentum_only", False):
                 p_parts.append(_scaled(scale, port.momentum_part(state, *args)))
             else:
@@ -224,13 +250,16 @@ class PortHamiltonianField(nn.Module):
         """dz/dt at `state` under action `u` (B, A) or None."""
         return self.conservative(state).axpy(1.0, self.nonconservative(state, u))
 
-    def powers(self, state: PhaseState, u: Tensor | None) -> dict[str, Tensor]:
-        """Energy-balance powers, each (B,): dH/dt = -dissipated + control + residual."""
-        grad = self.hamiltonian.grad(state)
+    def powers(self, state: PhaseState, u: Tensor | None, gradient: PhaseState | None = None) -> dict[str, Tensor]:
+        """Energy-balance powers, each (B,): dH/dt = -dissipated + control + residual. With
+        `gradient`, the same products taken with it in place of grad H at the state (the exact
+        work of a discrete-gradient step, per unit time)."""
+        grad = self.hamiltonian.grad(state) if gradient is None else gradient
+        acts_on = self.hamiltonian if gradient is None else GivenGradient(gradient)
         zero = torch.zeros(state.batch_size, dtype=state.dtype, device=state.device)
         dissipated, control, residual = zero, zero, zero
         if self._dissipating():
-            dissipated = self.dissipation_scale * grad.dot(self.dissipation.apply(state, self.hamiltonian))
+            dissipated = self.dissipation_scale * grad.dot(self.dissipation.apply(state, acts_on))
         if u is not None and self.input_map is not None:
             control = grad.dot(self.input_map.apply(state, u))
         if self._residual_on():

@@ -10,7 +10,9 @@ Ledger conventions (action u[:, t] acts from step t to t+1, zero-order hold):
     residual_work(t) = integral_0^t grad H^T r                  (energy added by the residual)
     balance_error(t) = H(t) - H(0) + dissipated - control_work - residual_work
 Integrals use the trapezoid rule on each interval with that interval's action, so the balance
-error measures integrator plus quadrature error and should sit near zero.
+error measures integrator plus quadrature error and should sit near zero; a scheme that knows the
+exact work of its own step (`Integrator.interval_work`, the discrete-gradient step) supplies that
+instead, and its balance error is then the solver's tolerance and float rounding.
 """
 
 from __future__ import annotations
@@ -120,14 +122,20 @@ def rollout(
     q, p = torch.stack(qs, dim=1), torch.stack(ps, dim=1)  # (B, T+1, E, D)
     traj = Trajectory(q=q, p=p, dt=float(dt), actions=actions, energy={}, power={}, ledger={})
     if record_energy:
-        traj.energy, traj.power, traj.ledger = energy_ledger(field, q, p, actions, float(dt))
+        traj.energy, traj.power, traj.ledger = energy_ledger(field, q, p, actions, float(dt), integrator)
     return traj
 
 
 def energy_ledger(
-    field: PortHamiltonianField, q: Tensor, p: Tensor, actions: Tensor | None, dt: float
+    field: PortHamiltonianField,
+    q: Tensor,
+    p: Tensor,
+    actions: Tensor | None,
+    dt: float,
+    integrator: Integrator | None = None,
 ) -> tuple[dict[str, Tensor], dict[str, Tensor], dict[str, Tensor]]:
-    """Energy terms, powers and the cumulative balance ledger of a (B, T+1, E, D) trajectory."""
+    """Energy terms, powers and the cumulative balance ledger of a (B, T+1, E, D) trajectory
+    (the works by `integrator`'s exact form where it has one, else by the trapezoid rule)."""
     b, t1 = q.shape[:2]
     steps = t1 - 1
     flat = flatten_time(q, p)
@@ -149,8 +157,11 @@ def energy_ledger(
     p_start = {k: v[:n].reshape(b, steps) for k, v in powers.items()}
     p_end = {k: v[n:].reshape(b, steps) for k, v in powers.items()}
 
+    exact = None if integrator is None else integrator.interval_work(field, start, end, u_flat, dt)
+
     def cumulative(name: str) -> Tensor:
-        work = 0.5 * dt * (p_start[name] + p_end[name])  # (B, T) trapezoid per interval
+        trapezoid = exact is None  # (B, T) per interval: the scheme's exact work, or the trapezoid rule
+        work = 0.5 * dt * (p_start[name] + p_end[name]) if trapezoid else exact[name].reshape(b, steps)
         return torch.cat([torch.zeros_like(work[:, :1]), work.cumsum(dim=1)], dim=1)
 
     power = {k: torch.cat([p_start[k], p_end[k][:, -1:]], dim=1) for k in p_start}

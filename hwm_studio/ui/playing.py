@@ -36,6 +36,7 @@ TICK_MS = 16  # the loop's period: up to ~60 ticks a second (a tick still runnin
 IN_FLIGHT = 2  # frames sent and not yet drawn, at most (jupyter_rfb's max_buffered_frames)
 ACK_TIMEOUT_S = 0.5  # a frame not acknowledged by then counts as lost: the next one is sent
 VIEWS_HZ = 20  # ledger readouts (bars, strip, trail, caption) per second
+MAX_VIDEO_SECONDS = 120  # an exported video holds at most the newest this many seconds of play
 STRIP = 600  # points kept in the scrolling ledger strip
 
 
@@ -477,6 +478,26 @@ class PlayPanel(pn.viewable.Viewer):
             self.on_saved(path.name)
         return path.name
 
+    def export_video(self, *_: Any) -> str | None:
+        """Write the played episode (its newest `MAX_VIDEO_SECONDS`) as an mp4 in the workspace,
+        model | truth at the view's size and real time; returns its name."""
+        if self.player is None or self.workspace is None:
+            self.status = "**No video:** " + ("nothing is playing" if self.workspace else "this view has no workspace")
+            return None
+        from hwm_studio.viz.video import write_video
+
+        player = self.player
+        name = f"played_{player.system.name}_{time.strftime('%Y%m%d_%H%M%S')}.mp4"
+        last = round(MAX_VIDEO_SECONDS / player.dt)
+        try:
+            path, n = write_video(self.workspace.path(name), player.video(FRAME_SIZE, last=last), fps=1.0 / player.dt)
+        except (ValueError, OSError) as exc:  # nothing played yet, a bad name, a full disk
+            self.status = f"**No video:** {exc}"
+            return None
+        cut = f" (the last {MAX_VIDEO_SECONDS} s)" if n == last else ""
+        self.status = f"Wrote {n} frames{cut}, model | truth, as {path.name} in the workspace."
+        return path.name
+
     # --- views ------------------------------------------------------------------------------
     def _show(self, force: bool = False) -> None:
         """Send a frame if the last one was drawn (at most IN_FLIGHT undrawn); send the ledger's
@@ -514,6 +535,8 @@ class PlayPanel(pn.viewable.Viewer):
         limit = "" if player.pixels else " (0.1 ends the valid prediction)"
         if not player.model.action_dim:
             limit += " · this model takes no actions: the keys drive only the truth"
+        if player.integrator is not None:
+            limit += f" · stepped by {player.integrator.name.replace('_', '-')} (its ledger is exact per step)"
         self.surface.caption = (f"t = {t:.2f} s · action {np.array2string(player.action, precision=2)} · "
                        f"divergence {player.divergence():.3g} {player.divergence_measure}{limit} · "
                        f"true H {energy['true']:.3f}")  # fmt: skip
@@ -528,7 +551,10 @@ class PlayPanel(pn.viewable.Viewer):
             pn.widgets.Button(label="Step", on_click=self.step_once),
             pn.widgets.Button(label="Resync", on_click=self.resync),
             pn.widgets.Button(label="Reset", on_click=self.reset),
+        )
+        keep = pn.Row(  # what was played: a trajectory file for the Train tab, or a video
             pn.widgets.Button(label="Save episode", on_click=self.save_episode),
+            pn.widgets.Button(label="Export mp4", on_click=self.export_video),
         )
         controls = pn.Column(
             pn.widgets.Toggle.from_param(self.param.paused),
@@ -536,6 +562,7 @@ class PlayPanel(pn.viewable.Viewer):
             pn.widgets.FloatSlider.from_param(self.param.rtf),
             pn.widgets.IntInput.from_param(self.param.seed),
             buttons,
+            keep,
             width=320,
         )
         return pn.Column(

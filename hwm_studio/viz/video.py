@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -33,28 +34,45 @@ def side_by_side(truth: np.ndarray, model: np.ndarray, scale: int = 1) -> np.nda
     return np.concatenate([panels[0], gap, panels[1], gap, panels[2]], axis=2)
 
 
-def write_video(path: str | os.PathLike[str], frames: np.ndarray, fps: float = 10.0) -> Path:
-    """Write uint8 frames (T, H, W, 3) as .mp4 (H.264 through imageio-ffmpeg) or .gif, atomically."""
+def write_video(
+    path: str | os.PathLike[str], frames: np.ndarray | Iterable[np.ndarray], fps: float = 10.0
+) -> tuple[Path, int]:
+    """Write uint8 frames (T, H, W, 3), or an iterable of such chunks (streamed, so a long episode
+    is never held whole), as .mp4 (H.264 through imageio-ffmpeg) or .gif, atomically; returns the
+    path and the number of frames written."""
     import imageio.v2 as imageio
 
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in VIDEO_SUFFIXES:
         raise ValueError(f"video must end in {' or '.join(VIDEO_SUFFIXES)}, got {path.name!r}")
-    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
-        raise ValueError(f"expected uint8 frames (T, H, W, 3), got {frames.dtype} {frames.shape}")
     if not fps > 0:
         raise ValueError(f"fps must be > 0, got {fps}")
-    if suffix == ".mp4":  # H.264 with yuv420p needs even sides: pad with background
-        h, w = frames.shape[1:3]
-        frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), constant_values=255)
+    chunks = iter([frames] if isinstance(frames, np.ndarray) else frames)
     fd, tmp = tempfile.mkstemp(suffix=suffix, dir=path.parent if str(path.parent) else ".")
     os.close(fd)
+    written, shape = 0, None
     try:
-        if suffix == ".gif":
-            imageio.mimwrite(tmp, list(frames), duration=1000.0 / fps, loop=0)
-        else:
-            imageio.mimwrite(tmp, list(frames), fps=fps, codec="libx264", macro_block_size=1)  # yuv420p
+        options = (
+            {"duration": 1000.0 / fps, "loop": 0}
+            if suffix == ".gif"
+            else {"fps": fps, "codec": "libx264", "macro_block_size": 1}
+        )
+        with imageio.get_writer(tmp, mode="I", **options) as writer:
+            for chunk in chunks:
+                if chunk.dtype != np.uint8 or chunk.ndim != 4 or chunk.shape[-1] != 3:
+                    raise ValueError(f"expected uint8 frames (T, H, W, 3), got {chunk.dtype} {chunk.shape}")
+                if shape is not None and chunk.shape[1:] != shape:
+                    raise ValueError(f"every frame must be {shape}, got {chunk.shape[1:]}")
+                shape = chunk.shape[1:]
+                if suffix == ".mp4":  # H.264 with yuv420p needs even sides: pad with background
+                    h, w = chunk.shape[1:3]
+                    chunk = np.pad(chunk, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), constant_values=255)
+                for frame in chunk:
+                    writer.append_data(frame)
+                written += len(chunk)
+        if written == 0:
+            raise ValueError("no frames to write")
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a video is an ordinary file
@@ -62,4 +80,4 @@ def write_video(path: str | os.PathLike[str], frames: np.ndarray, fps: float = 1
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    return path
+    return path, written

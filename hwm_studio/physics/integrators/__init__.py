@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from hwm_studio.physics.integrators.base import Integrator, SplittingIntegrator
+from hwm_studio.physics.integrators.discrete_gradient import DiscreteGradient
 from hwm_studio.physics.integrators.implicit_midpoint import ImplicitMidpoint
 from hwm_studio.physics.integrators.leapfrog import Leapfrog
 from hwm_studio.physics.integrators.rk4 import RK4
@@ -10,7 +11,7 @@ from hwm_studio.physics.integrators.symplectic_euler import SymplecticEuler
 from hwm_studio.physics.integrators.yoshida4 import Yoshida4
 
 INTEGRATORS: dict[str, type[Integrator]] = {
-    cls.name: cls for cls in (SymplecticEuler, Leapfrog, Yoshida4, ImplicitMidpoint, RK4)
+    cls.name: cls for cls in (SymplecticEuler, Leapfrog, Yoshida4, ImplicitMidpoint, DiscreteGradient, RK4)
 }
 
 
@@ -26,6 +27,7 @@ def get_integrator(name: str, **options: int) -> Integrator:
 __all__ = [
     "INTEGRATORS",
     "RK4",
+    "DiscreteGradient",
     "ImplicitMidpoint",
     "Integrator",
     "Leapfrog",

@@ -33,12 +33,22 @@ class Integrator(ABC):
     """One step of dz/dt = f(z, u) with u held over the step.
 
     Class facts: `name` (registry key), `order` (global order of accuracy for the conservative
-    flow), `symplectic` (whether the conservative step preserves the symplectic form).
+    flow), `symplectic` (whether the conservative step preserves the symplectic form),
+    `needs_hamiltonian` (whether it steps only a field with an energy H).
     """
 
     name: ClassVar[str]
     order: ClassVar[int]
     symplectic: ClassVar[bool]
+    needs_hamiltonian: ClassVar[bool] = True
+
+    def interval_work(
+        self, field: PortHamiltonianField, start: PhaseState, end: PhaseState, u: Tensor | None, dt: float
+    ) -> dict[str, Tensor] | None:
+        """The ports' work over each step start -> end that this scheme did exactly ('dissipated',
+        'control', 'residual', each (B,)), or None when it has no exact form (the ledger then
+        integrates the powers by the trapezoid rule and its balance error is the scheme's)."""
+        return None
 
     @abstractmethod
     def step(self, field: VectorField, state: PhaseState, u: Tensor | None, dt: float) -> PhaseState:

@@ -17,6 +17,7 @@ class RK4(Integrator):
     name = "rk4"
     order = 4
     symplectic = False
+    needs_hamiltonian = False
 
     def step(
         self,
