@@ -172,7 +172,7 @@ def test_helpers_script_a_lesson_and_send_changes_to_the_notebook(studio, notebo
     assert phase_source in sent[-1][1]
     assert nb.step(studio, 25) == 25
     assert studio._player.value == 25  # the player widget moves with it
-    assert nb.play(studio, frames=5, fps=1000) == 30
+    assert nb.replay(studio, frames=5, fps=1000) == 30
     assert nb.step(studio, 10_000) == studio.steps
 
     # the Plan tab, shown as its own output; an inline page must get no CDN stylesheet
@@ -233,6 +233,57 @@ def test_the_real_data_notebook_skips_clearly_without_its_data(tmp_path, monkeyp
     assert "HWM_STUDIO_DATA" in streams
 
 
+def test_nb_play_runs_the_play_loop_on_the_kernels_event_loop(studio) -> None:
+    """`nb.play` starts the Play component ticking between cells (no Bokeh document in a bare
+    kernel): held keys step the model; pausing stops the ticks; closing frees them."""
+    import asyncio
+
+    from tornado.ioloop import IOLoop
+
+    from hwm_studio.ui import notebook as nb
+
+    async def idle(seconds: float) -> None:  # the kernel between cells
+        await asyncio.sleep(seconds)
+
+    loop = IOLoop.current()
+    panel = loop.run_sync(lambda: _in_loop(nb.play, studio))
+    assert panel.player is not None
+    panel.surface.keys = ["ArrowRight"]  # as the browser sends a held key
+    loop.run_sync(lambda: idle(0.6))
+    assert panel.looping
+    assert panel.player.steps > 0
+    assert panel.player.action[0] > 0
+    assert panel.player.ledger["control_work"] != 0.0
+    assert panel.surface.sent > 0  # frames went out
+    panel.paused = True  # as the toggle would: handed to the loop, which then stops ticking
+    loop.run_sync(lambda: idle(0.05))
+    assert not panel.looping
+    steps = panel.player.steps
+    loop.run_sync(lambda: idle(0.2))
+    assert panel.player.steps == steps
+    panel.close()
+    assert panel.player is None
+
+
+async def _in_loop(fn, *args):  # call fn with the loop running, as a cell runs in the kernel
+    return fn(*args)
+
+
+PLAY_NOTEBOOK = "play.ipynb"
+
+
+def _write_play_notebook(path: Path) -> None:
+    nbformat = pytest.importorskip("nbformat")
+    cells = [
+        "import panel as pn\npn.extension(inline=True)\nfrom hwm_studio.ui import notebook as nb\n"
+        "studio = nb.studio(three_d=False)",
+        "nb.play(studio)",
+    ]
+    kernel = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells], metadata=kernel)
+    nbformat.write(notebook, path)  # a kernelspec, or Lab asks which kernel (and waits for an answer)
+
+
 # --- the quickstart in JupyterLab, in headless chromium ---------------------------------------------
 def _free_port() -> int:
     with socket.socket() as s:
@@ -249,6 +300,7 @@ def jupyterlab(tmp_path):
     root = tmp_path / "root"
     root.mkdir()
     shutil.copy(quickstart, root / quickstart.name)
+    _write_play_notebook(root / PLAY_NOTEBOOK)
     config = tmp_path / "config"
     (config / "labconfig").mkdir(parents=True)
     (config / "labconfig" / "page_config.json").write_text(  # no "news" prompt over the page
@@ -329,12 +381,56 @@ def test_quickstart_in_jupyterlab_draws_the_inline_studio(jupyterlab) -> None:
     assert errors == []
 
 
+@pytest.mark.slow
+@pytest.mark.browser
+def test_play_in_jupyterlab_takes_the_keys_while_the_output_has_focus(jupyterlab) -> None:
+    """`nb.play(studio)` in a real JupyterLab: click the canvas, hold an arrow: frames are drawn,
+    the caption shows the held action, and JupyterLab's own arrow-key shortcuts (select the next
+    cell in command mode) do not fire."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium is not installed (make test installs it)")
+    base, token, _ = jupyterlab
+    errors: list[str] = []
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1600, "height": 1100})
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.goto(f"{base}/lab/tree/{PLAY_NOTEBOOK}?token={token}")
+        page.wait_for_function(NOTEBOOK_OPEN, timeout=90_000)
+        page.evaluate(RUN_ALL)
+        surface = page.locator(".hwm-play")
+        surface.wait_for(timeout=180_000)
+        deadline = time.time() + 60
+        while int(surface.get_attribute("data-drawn") or 0) == 0:  # the loop ticks and frames arrive
+            assert time.time() < deadline, "no frame was drawn in 60 s"
+            page.wait_for_timeout(250)
+        active = page.evaluate(ACTIVE_CELL)
+        surface.click()
+        drawn0 = int(surface.get_attribute("data-drawn") or 0)
+        page.keyboard.down("ArrowRight")
+        page.wait_for_timeout(2000)
+        caption = surface.inner_text()
+        page.keyboard.up("ArrowRight")
+        page.keyboard.press("ArrowDown")  # a tap: in command mode JupyterLab would select the next cell
+        drawn = int(surface.get_attribute("data-drawn") or 0)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "notebook_play.png"))
+        assert page.evaluate(ACTIVE_CELL) == active  # the keys went to the canvas only
+        browser.close()
+    assert drawn - drawn0 > 10, (drawn0, drawn)  # frames kept coming while the key was held
+    assert "action [2.]" in caption, caption  # the pendulum's bound (2) times the held key
+    assert errors == []
+
+
 # JupyterLab's own application object (exposed by --LabApp.expose_app_in_browser), read by the test
 NOTEBOOK_OPEN = """() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
     return !!(w && w.sessionContext && w.content && w.content.model); }"""
 RUN_ALL = """async () => { const w = window.jupyterapp.shell.currentWidget;
     await w.context.ready; await w.sessionContext.ready; w.content.activate();
     await window.jupyterapp.commands.execute('notebook:run-all-cells'); }"""
+ACTIVE_CELL = "() => window.jupyterapp.shell.currentWidget.content.activeCellIndex"
 PROGRESS = """() => { const w = window.jupyterapp.shell.currentWidget; const cells = w.content.model.cells;
     const counts = []; for (let i = 0; i < cells.length; i++) { const c = cells.get(i);
       if (c.type === 'code') counts.push(c.executionCount); }

@@ -10,6 +10,7 @@
     nb.set_action(studio, 0.6)         # a lesson scripts a demonstration
     nb.step(studio, 40)
     nb.train(studio, steps=200)
+    nb.play(studio)                    # drive the model from the keyboard (the Play component)
 
 Why these helpers exist: in a notebook, Panel sends a change to the browser by itself only when
 the change came from a widget in that browser. A change made by code (a cell, a training or MPC
@@ -23,6 +24,7 @@ Panel's Jupyter preview) none of this is needed, and the helpers still work.
 from __future__ import annotations
 
 import functools
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,6 +34,7 @@ import panel as pn
 import param
 
 from hwm_studio.ui.plan import Drawn
+from hwm_studio.ui.playing import PlayPanel
 from hwm_studio.ui.studio import LIVE, SIMULATE, Studio
 from hwm_studio.workspace import Workspace
 
@@ -173,13 +176,67 @@ def step(s: Studio, frames: int = 1) -> int:
     return s.frame
 
 
-def play(s: Studio, frames: int | None = None, fps: float = 20.0, every: int = 1) -> int:
-    """Play the rollout from the current frame, live in the notebook (blocks the cell while it plays)."""
+def replay(s: Studio, frames: int | None = None, fps: float = 20.0, every: int = 1) -> int:
+    """Replay the Explore rollout from the current frame, live in the notebook (blocks the cell while
+    it plays); to drive the model from the keyboard, `play`."""
     end = s.steps if frames is None else min(s.steps, s.frame + int(frames))
     while s.frame < end:
         step(s, min(every, end - s.frame))
         time.sleep(1.0 / fps)
     return s.frame
+
+
+_SEND_LOCK = threading.Lock()
+
+
+def _atomic_sends() -> None:
+    """Make each Bokeh message one uninterrupted run of comm sends. Why: ipykernel 7 handles comm
+    messages on a thread other than its loop's, so while Play ticks on the loop Panel may also push
+    from that thread (its answer to a browser event); a message is several comm sends (header,
+    metadata, content, then each buffer), and two interleaved ones broke the page's patches
+    ("Expected binary fragment but received text fragment"). Installed once, for the kernel."""
+    import panel.io.notebook as pnb
+
+    if getattr(pnb.send, "atomic", False):
+        return
+    unlocked = pnb.send
+
+    def send(comm: Any, msg: Any) -> None:
+        with _SEND_LOCK:
+            unlocked(comm, msg)
+
+    send.atomic = True  # type: ignore[attr-defined]
+    pnb.send = send  # push() looks `send` up at each call
+
+
+def kernel_schedule(tick: Callable[[], None], period_ms: int) -> Any:
+    """The Play loop on the kernel's own event loop (it runs while no cell does), each tick's changes
+    sent to the notebook's outputs: a bare kernel has no Bokeh document to run a periodic callback,
+    and a change made by code reaches the browser only when pushed (see the module doc)."""
+    from tornado.ioloop import PeriodicCallback
+
+    ticker = PeriodicCallback(_pushing(tick), period_ms)
+    ticker.start()
+    return ticker
+
+
+def play(s: Studio, paused: bool = False) -> PlayPanel:
+    """The Play component of the studio, for a cell to display: the selected model driven live from
+    the keyboard beside the truth, with its ledger. Click the canvas, then hold the arrows (space
+    releases, R resets, P pauses); keys go to the canvas, not to JupyterLab's shortcuts, while it has
+    focus. The loop runs between cells on the kernel's event loop; `s.play.close()` stops it."""
+    from tornado.ioloop import IOLoop
+
+    _atomic_sends()
+    panel = s.play
+    loop = IOLoop.current()  # the kernel's loop (a cell runs on its thread)
+    panel.schedule = kernel_schedule
+    panel.on_loop = lambda fn: loop.add_callback(_pushing(fn))  # ipykernel 7 handles comms on another thread
+    with pushed():
+        if panel.player is None and not panel.start():
+            return panel  # its status says why (no model, or one the system does not fit)
+        panel.paused = paused
+    return panel
 
 
 def train(s: Studio, steps: int = 200, kind: str = "hwm", lr: float = 3e-3, data: str = SIMULATE,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import panel as pn
@@ -40,6 +40,21 @@ MAX_VIDEO_SECONDS = 120  # an exported video holds at most the newest this many 
 STRIP = 600  # points kept in the scrolling ledger strip
 
 
+class Ticker(Protocol):
+    def stop(self) -> None: ...
+
+
+# How the loop's tick is run every `period` ms: returns what stops it, or None where nothing can run it.
+Schedule = Callable[[Callable[[], None], int], Ticker | None]
+
+
+def served_schedule(tick: Callable[[], None], period_ms: int) -> Ticker | None:
+    """A served page's periodic callback (none outside a Bokeh document: a test, a bare kernel)."""
+    if pn.state.curdoc is None:
+        return None
+    return pn.state.add_periodic_callback(tick, period=period_ms)
+
+
 class PlaySurface(JSComponent):
     """A canvas the server draws into and the keys the browser holds (focus it to play)."""
 
@@ -48,7 +63,6 @@ class PlaySurface(JSComponent):
     frame_width = param.Integer(default=2 * FRAME_SIZE)
     frame_height = param.Integer(default=FRAME_SIZE)
     sent = param.Integer(default=0, doc="number of the frame in `frame`")
-    drawn = param.Integer(default=0, doc="the last frame number the browser drew")
     focused = param.Boolean(default=False, doc="whether the surface has the keyboard")
     keys_seq = param.Integer(default=0, doc="counts the browser's key changes (sent after `keys`)")
     shown_seq = param.Integer(default=0, doc="the key change the frame in `frame` has stepped under")
@@ -58,13 +72,21 @@ class PlaySurface(JSComponent):
     def __init__(self, on_command: Callable[[str], None] | None = None, **params: Any) -> None:
         super().__init__(**params)
         self.on_command = on_command
+        self._drawn = 0
+
+    @property
+    def drawn(self) -> int:
+        """The last frame number the browser acknowledged. Kept off the synced properties: an ack
+        then changes nothing in the document, so a kernel that handles messages on another thread
+        than the loop's (ipykernel 7) never sends from two threads at once."""
+        return self._drawn
 
     def _handle_msg(self, data: Any) -> None:
         """A one-shot key from the browser: {'command': 'release' | 'reset' | 'pause'}."""
         if not isinstance(data, dict):
             return
         if isinstance(data.get("drawn"), int):  # a message, not a property sync: it arrives sooner
-            self.drawn = max(self.drawn, data["drawn"])
+            self._drawn = max(self._drawn, data["drawn"])
             return
         command = data.get("command")
         if command in COMMANDS and self.on_command is not None:
@@ -112,6 +134,7 @@ class PlaySurface(JSComponent):
         const k = norm(e.key);
         if (typing(e) || !(KEYS.has(k) || k in COMMANDS)) return;
         e.preventDefault();
+        e.stopPropagation();  // a notebook's own shortcuts (JupyterLab listens while bubbling) stay out
         if (e.repeat) return;
         if (k in COMMANDS) {
           // a tap is shorter than the property sync coalesces: held keys are state, these are events
@@ -123,7 +146,8 @@ class PlaySurface(JSComponent):
       };
       const up = (e) => {
         const k = norm(e.key);
-        if (KEYS.has(k) || k in COMMANDS) { e.preventDefault(); release(k); }
+        if (typing(e)) return;
+        if (KEYS.has(k) || k in COMMANDS) { e.preventDefault(); e.stopPropagation(); release(k); }
       };
       const hidden = () => { if (document.hidden) clear(); };
       wrap.addEventListener('keydown', down);
@@ -330,7 +354,12 @@ class PlayPanel(pn.viewable.Viewer):
     ) -> None:
         super().__init__(**params)
         self.source, self.workspace, self.on_saved = source, workspace, on_saved
-        self.surface = PlaySurface(on_command=self.command, sizing_mode="stretch_width", max_width=6 * FRAME_SIZE)
+        self.schedule: Schedule = served_schedule  # a notebook swaps in the kernel's loop (ui/notebook.py)
+        self.surface = PlaySurface(
+            on_command=lambda name: self.on_loop(lambda: self.command(name)),
+            sizing_mode="stretch_width",
+            max_width=6 * FRAME_SIZE,
+        )
         self.player: Player | None = None
         self.pacer: Pacer | None = None
         self._tick_lock = threading.Lock()
@@ -339,7 +368,10 @@ class PlayPanel(pn.viewable.Viewer):
         self._sent_at = 0.0  # when the frame in flight was sent (monotonic)
         self._views_at = 0.0  # when the ledger views were last refreshed
         self.ledger = LiveLedger(sizing_mode="stretch_width")
-        self.param.watch(self._on_pause, ["paused"])
+        # Browser events run through `on_loop`: a served page handles them on its loop already; a
+        # notebook kernel may handle them on another thread, and hands them to the loop's thread.
+        self.on_loop: Callable[[Callable[[], None]], None] = lambda fn: fn()
+        self.param.watch(lambda e: self.on_loop(lambda: self._on_pause(e)), ["paused"])
         self.param.watch(lambda e: self._set_rtf(e.new), ["rtf"])
         self.param.watch(lambda e: self._set_gain(e.new), ["gain"])
         self.surface.param.watch(self._on_keys, ["keys"])
@@ -381,8 +413,8 @@ class PlayPanel(pn.viewable.Viewer):
         return self._callback is not None
 
     def _start_loop(self) -> None:
-        if self._callback is None and pn.state.curdoc is not None:
-            self._callback = pn.state.add_periodic_callback(self.tick, period=TICK_MS)
+        if self._callback is None:
+            self._callback = self.schedule(self.tick, TICK_MS)
 
     def stop_loop(self) -> None:
         if self._callback is not None:
@@ -404,6 +436,9 @@ class PlayPanel(pn.viewable.Viewer):
     def _set_gain(self, value: float) -> None:
         if self.player is not None:
             self.player.gain = value
+
+    def _clicked(self, action: Callable[[], object]) -> Callable[[Any], None]:
+        return lambda _event: self.on_loop(action)
 
     def _on_keys(self, event: Any) -> None:
         self._apply_keys(set(event.new))
@@ -548,13 +583,13 @@ class PlayPanel(pn.viewable.Viewer):
 
     def __panel__(self) -> pn.viewable.Viewable:
         buttons = pn.Row(
-            pn.widgets.Button(label="Step", on_click=self.step_once),
-            pn.widgets.Button(label="Resync", on_click=self.resync),
-            pn.widgets.Button(label="Reset", on_click=self.reset),
+            pn.widgets.Button(label="Step", on_click=self._clicked(self.step_once)),
+            pn.widgets.Button(label="Resync", on_click=self._clicked(self.resync)),
+            pn.widgets.Button(label="Reset", on_click=self._clicked(self.reset)),
         )
         keep = pn.Row(  # what was played: a trajectory file for the Train tab, or a video
-            pn.widgets.Button(label="Save episode", on_click=self.save_episode),
-            pn.widgets.Button(label="Export mp4", on_click=self.export_video),
+            pn.widgets.Button(label="Save episode", on_click=self._clicked(self.save_episode)),
+            pn.widgets.Button(label="Export mp4", on_click=self._clicked(self.export_video)),
         )
         controls = pn.Column(
             pn.widgets.Toggle.from_param(self.param.paused),
