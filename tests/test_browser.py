@@ -290,3 +290,39 @@ def test_the_play_tab_drives_the_model_from_held_keys(served, browser, tmp_path)
     assert len(iio.imread(video, index=None)) == player.steps + 1  # model | truth, every step played
     assert errors == []
     page.close()
+
+
+@pytest.mark.parametrize("system", ["three_body", "double_pendulum"])
+def test_play_drives_both_action_dims_of_a_two_action_system(served, browser, system) -> None:
+    """The double pendulum and the three-body take two actions: ←/→ drive the first, ↑/↓ the
+    second, frames are drawn, and the ledger of what was played balances at solver level."""
+    errors: list[str] = []
+    page, studio = _session(served, browser, errors)
+    page.locator("select").nth(0).select_option(system)  # System
+    _wait(lambda: studio.system == system and studio.scene.model is not None, timeout=90)
+    page.get_by_text("Play", exact=True).first.click()
+    page.get_by_role("button", name="Paused").click()
+    _wait(lambda: studio.play.player is not None and not studio.play.paused, timeout=60)
+    play, player = studio.play, studio.play.player
+    assert player.system.action_dim == 2  # (the three-body is the n-body system with three bodies)
+    page.locator(".hwm-play").click()
+    _wait(lambda: play.surface.focused)
+    page.keyboard.down("ArrowUp")
+    _wait(lambda: player.action[1] > 0 and player.action[0] == 0)
+    page.keyboard.down("ArrowLeft")
+    _wait(lambda: player.action[0] < 0 and player.action[1] > 0)
+    drawn0 = play.surface.drawn
+    page.wait_for_timeout(1500)
+    _shot(page, f"studio_play_{system}.png")
+    page.keyboard.up("ArrowLeft")
+    page.keyboard.up("ArrowUp")
+    _wait(lambda: play.surface.keys == [])
+    assert play.surface.drawn - drawn0 > 5  # frames kept coming
+    page.keyboard.press("p")
+    _wait(lambda: play.paused)
+    led = player.ledger
+    assert abs(led["control_work"]) > 0  # both held actions did work on the model
+    scale = max(abs(led["control_work"]), abs(led["dissipated"]), abs(player.energy()["total"]), 1.0)
+    assert abs(led["balance_error"]) < 1e-9 * scale
+    assert errors == []
+    page.close()

@@ -33,6 +33,7 @@ ACTION_KEYS = {"ArrowRight": (0, 1.0), "ArrowLeft": (0, -1.0), "ArrowUp": (1, 1.
 COMMANDS = ("release", "reset", "pause")
 FRAME_SIZE = 160  # pixels per view (model | truth side by side)
 TICK_MS = 16  # the loop's period: up to ~60 ticks a second (a tick still running skips the next)
+TICK_BUDGET_S = 0.03  # the stepping a tick may spend (its frame and views come on top)
 IN_FLIGHT = 2  # frames sent and not yet drawn, at most (jupyter_rfb's max_buffered_frames)
 ACK_TIMEOUT_S = 0.5  # a frame not acknowledged by then counts as lost: the next one is sent
 VIEWS_HZ = 20  # ledger readouts (bars, strip, trail, caption) per second
@@ -470,11 +471,23 @@ class PlayPanel(pn.viewable.Viewer):
             steps = self.pacer.due(time.monotonic())
             if steps:
                 seq = self.surface.keys_seq  # read before stepping: these steps ran under it
-                self.player.advance(steps)
+                self._advance_within_budget(steps)
                 self._effect_seq = seq
             self._show()
         finally:
             self._tick_lock.release()
+
+    def _advance_within_budget(self, steps: int) -> None:
+        """The due steps, as many as fit in TICK_BUDGET_S (the rest dropped, as the pacer drops a
+        stall's): a model or truth slower than real time (the double pendulum's, at dt 0.01) then
+        plays slower, and the loop still answers keys and clicks between ticks."""
+        assert self.player is not None
+        start = time.perf_counter()
+        self.player.advance(1)
+        per_step = time.perf_counter() - start
+        more = min(steps - 1, int((TICK_BUDGET_S - per_step) / max(per_step, 1e-6)))
+        if more > 0:
+            self.player.advance(more)
 
     def step_once(self, *_: Any) -> None:
         """One step of dt (while paused, to look closely)."""
