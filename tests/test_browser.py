@@ -163,11 +163,11 @@ def test_in_app_training_streams_a_loss_curve(served, browser) -> None:
     page.get_by_text("Train", exact=True).first.click()
     page.wait_for_timeout(500)
     page.get_by_role("button", name="Start").click()
-    _wait(lambda: len(studio._train_src.data["loss"]) > 20, timeout=90)
+    _wait(lambda: len(studio.training.loss_source.data["loss"]) > 20, timeout=90)
     page.wait_for_timeout(1500)
     _shot(page, "studio_training.png")
     page.get_by_role("button", name="Stop").click()
-    _wait(lambda: studio._job is not None and not studio._job.alive, timeout=30)
+    _wait(lambda: studio.training.job is not None and not studio.training.job.alive, timeout=30)
     assert errors == []
     page.close()
 

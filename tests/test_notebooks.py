@@ -190,7 +190,7 @@ def test_helpers_script_a_lesson_and_send_changes_to_the_notebook(studio, notebo
     # training from code: the Train tab's run, then its model shown in the views
     status = nb.train(studio, steps=30, kind="mlp")
     assert "completed after 30 steps" in status
-    assert len(studio._train_src.data["loss"]) == 30
+    assert len(studio.training.loss_source.data["loss"]) == 30
     assert studio.model_name == nb.LIVE
     assert studio.result is not None
 

@@ -107,11 +107,11 @@ def test_frames_follow_the_player(studio) -> None:
 def test_bad_workspace_files_give_a_message_and_the_session_keeps_working(studio, tmp_path) -> None:
     ws = studio.workspace
     (ws.root / "broken.npz").write_bytes(b"not a zip file")
-    studio._train_source.options = ["simulate the selected system", *ws.data_files()]
-    studio._train_source.value = "broken.npz"
-    studio.start_training()
-    assert "Cannot train on this data" in studio.train_status.object
-    assert studio._job is None
+    studio.training.data.options = ["simulate the selected system", *ws.data_files()]
+    studio.training.data.value = "broken.npz"
+    studio.training.start()
+    assert "Cannot train on this data" in studio.training.status.object
+    assert studio.training.job is None
     studio.action_0 = 0.3  # still alive
     assert studio.result is not None
     with pytest.raises(WorkspaceError):
@@ -149,19 +149,19 @@ def test_training_job_streams_metrics_pauses_and_stops(tmp_path) -> None:
 
 
 def test_in_app_training_feeds_the_live_model(studio) -> None:
-    studio._train_steps.value = 60
+    studio.training.steps.value = 60
     studio._poll = object()  # no server loop in a unit test: poll by hand
-    studio.start_training()
-    assert studio._job is not None
-    studio._job.join(120)
-    studio.poll_training()
-    assert len(studio._train_src.data["loss"]) > 0
+    studio.training.start()
+    assert studio.training.job is not None
+    studio.training.job.join(120)
+    studio.training.poll()
+    assert len(studio.training.loss_source.data["loss"]) > 0
     assert LIVE in studio.param.model_name.objects
     studio.model_name = LIVE
     assert studio.result is not None
-    studio._save_name.value = "from_ui"
-    studio.save_training()
-    assert "runs/from_ui" in studio.train_status.object
+    studio.training.save_name.value = "from_ui"
+    studio.training.save()
+    assert "runs/from_ui" in studio.training.status.object
     assert "run: from_ui" in studio.param.model_name.objects
     studio._poll = None
     studio.close()
@@ -170,14 +170,14 @@ def test_in_app_training_feeds_the_live_model(studio) -> None:
 def test_a_workspace_data_file_trains(studio) -> None:
     data = simulate(get_system("pendulum"), 8, 30, control="random", seed=1)
     save_trajectories(data, studio.workspace.root / "pend.npz")
-    studio._train_source.options = ["simulate the selected system", *studio.workspace.data_files()]
-    studio._train_source.value = "pend.npz"
-    studio._train_steps.value = 20
+    studio.training.data.options = ["simulate the selected system", *studio.workspace.data_files()]
+    studio.training.data.value = "pend.npz"
+    studio.training.steps.value = 20
     studio._poll = object()
-    studio.start_training()
-    studio._job.join(60)
-    studio.poll_training()
-    assert "Training completed" in studio.train_status.object
+    studio.training.start()
+    studio.training.job.join(60)
+    studio.training.poll()
+    assert "Training completed" in studio.training.status.object
     studio._poll = None
 
 
@@ -227,11 +227,11 @@ def test_a_pixel_model_shows_its_decoded_frames_and_its_latent_over_the_truth(st
 
 def test_the_train_tab_offers_pixel_kinds_and_shows_a_runs_warning(studio) -> None:
     """A training run whose model draws only the background says so in the Train tab."""
-    assert {"hwm-pixels", "mlp-pixels"} <= set(studio._train_kind.options)
-    studio._train_kind.value = "hwm-pixels"  # the learning rate follows the kind's default
-    assert studio._train_lr.value == pytest.approx(1e-3)
-    studio._train_kind.value = "hwm"
-    assert studio._train_lr.value == pytest.approx(3e-3)
+    assert {"hwm-pixels", "mlp-pixels"} <= set(studio.training.kind.options)
+    studio.training.kind.value = "hwm-pixels"  # the learning rate follows the kind's default
+    assert studio.training.lr.value == pytest.approx(1e-3)
+    studio.training.kind.value = "hwm"
+    assert studio.training.lr.value == pytest.approx(3e-3)
 
     class StuckJob:  # the events a TrainingJob of a stuck pixel model streams
         alive, paused = True, False
@@ -244,10 +244,10 @@ def test_the_train_tab_offers_pixel_kinds_and_shows_a_runs_warning(studio) -> No
         def latest_weights(self) -> tuple[int, None]:
             return 0, None
 
-    studio._job = StuckJob()
-    studio.poll_training()
-    assert "Warning:** the model draws little more than the background" in studio.train_status.object
-    studio._job = None
+    studio.training.job = StuckJob()
+    studio.training.poll()
+    assert "Warning:** the model draws little more than the background" in studio.training.status.object
+    studio.training.job = None
 
 
 def test_plan_draws_candidates_elites_and_the_chosen_future(studio) -> None:

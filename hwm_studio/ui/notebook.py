@@ -35,7 +35,8 @@ import param
 
 from hwm_studio.ui.plan import Drawn
 from hwm_studio.ui.playing import PlayPanel
-from hwm_studio.ui.studio import LIVE, SIMULATE, Studio
+from hwm_studio.ui.studio import Studio
+from hwm_studio.ui.train import LIVE, SIMULATE
 from hwm_studio.workspace import Workspace
 
 
@@ -137,6 +138,12 @@ def pushed() -> Iterator[None]:
                 if pn.config.inline:
                     _inline_stylesheets(root)
                 _flush(doc, comm)
+
+
+def _flush_all() -> None:
+    """Send what every displayed output holds now (a blocking helper between its steps)."""
+    with pushed():
+        pass
 
 
 def _pushing(fn: Callable[[], Any]) -> Callable[[], None]:
@@ -247,33 +254,22 @@ def train(s: Studio, steps: int = 200, kind: str = "hwm", lr: float = 3e-3, data
     wait=True blocks until training ends (the loss curves are drawn as it goes); wait=False returns at
     once and the curves stream while the kernel is idle. Returns the Train tab's status line.
     """
-    s.refresh_data_sources()
-    s._train_source.value = data
-    s._train_kind.value = kind
-    s._train_steps.value = int(steps)
-    s._train_lr.value = float(lr)
-    own_poll = s._poll is None
-    if own_poll:  # our own poller: it also sends what it drew to the notebook's views
-        s._poll = pn.state.add_periodic_callback(_pushing(s.poll_training), period=500)
+    panel = s.training
+    panel.refresh_sources()
+    panel.data.value = data
+    panel.kind.value = kind
+    panel.steps.value = int(steps)
+    panel.lr.value = float(lr)
+    panel.schedule = kernel_schedule  # its poll also sends what it drew to the notebook's views
     with pushed():
-        s.start_training()
-    job = s._job
-    if job is None:  # refused (the status says why)
-        return s.train_status.object
+        panel.start()
+    if panel.job is None:  # refused (the status says why)
+        return panel.status.object
     if wait:
-        deadline = time.monotonic() + timeout
-        while job.alive and time.monotonic() < deadline:
-            job.join(0.5)
-            with pushed():
-                s.poll_training()
-        if job.alive:
-            job.stop()
-            job.join(30)
-        with pushed():
-            s.poll_training()
+        panel.wait(timeout, between=_flush_all)
     if watch:
         _watch_live(s)
-    return s.train_status.object
+    return panel.status.object
 
 
 def _watch_live(s: Studio) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import panel as pn
@@ -26,6 +26,7 @@ from panel.custom import JSComponent
 from hwm_studio.models.base import WorldModel
 from hwm_studio.play import Pacer, Player
 from hwm_studio.systems.base import System
+from hwm_studio.ui.loops import Schedule, served_schedule
 from hwm_studio.workspace import Workspace
 
 # key -> (action dim, direction); space releases everything, r resets, p pauses (COMMANDS)
@@ -39,21 +40,6 @@ ACK_TIMEOUT_S = 0.5  # a frame not acknowledged by then counts as lost: the next
 VIEWS_HZ = 20  # ledger readouts (bars, strip, trail, caption) per second
 MAX_VIDEO_SECONDS = 120  # an exported video holds at most the newest this many seconds of play
 STRIP = 600  # points kept in the scrolling ledger strip
-
-
-class Ticker(Protocol):
-    def stop(self) -> None: ...
-
-
-# How the loop's tick is run every `period` ms: returns what stops it, or None where nothing can run it.
-Schedule = Callable[[Callable[[], None], int], Ticker | None]
-
-
-def served_schedule(tick: Callable[[], None], period_ms: int) -> Ticker | None:
-    """A served page's periodic callback (none outside a Bokeh document: a test, a bare kernel)."""
-    if pn.state.curdoc is None:
-        return None
-    return pn.state.add_periodic_callback(tick, period=period_ms)
 
 
 class PlaySurface(JSComponent):

@@ -13,7 +13,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,19 +23,16 @@ from bokeh.events import Tap
 from bokeh.models import ColumnDataSource
 from bokeh.plotting import figure
 
-from hwm_studio.data.format import DataFormatError
-from hwm_studio.models import PIXEL_MODELS, STATE_MODELS, WorldModel
+from hwm_studio.models import WorldModel
 from hwm_studio.physics.integrators import INTEGRATORS
 from hwm_studio.pretrained import available, pixel_assets, run_dir, studio_systems
 from hwm_studio.scene import SCHEDULES, ActionSchedule, Scene, SceneResult, SceneSpec, with_initial
 from hwm_studio.systems import known_as
 from hwm_studio.training.checkpoint import CheckpointError, load_model, read_config
 from hwm_studio.training.efficiency import load_results
-from hwm_studio.training.fit import TrainConfig, kind_defaults
-from hwm_studio.training.job import TrainingJob
-from hwm_studio.training.run import system_dataset
 from hwm_studio.ui.plan import PlanContext, PlanPanel
 from hwm_studio.ui.playing import PlayPanel
+from hwm_studio.ui.train import LIVE, SIMULATE, TrainPanel, TrainSource
 from hwm_studio.ui.views import (
     MODEL,
     OTHER,
@@ -52,8 +48,7 @@ from hwm_studio.ui.views import (
 from hwm_studio.workspace import Workspace, WorkspaceError
 
 MAX_ACTIONS = 2
-SIMULATE = "simulate the selected system"  # the Train tab's own data source
-LIVE = "training run (live)"
+__all__ = ["LIVE", "SIMULATE", "Studio"]
 
 
 class Studio(pn.viewable.Viewer):
@@ -85,10 +80,7 @@ class Studio(pn.viewable.Viewer):
         self.result: SceneResult | None = None
         self.baseline: SceneResult | None = None
         self._initial: tuple[np.ndarray, np.ndarray] | None = None
-        self._job: TrainingJob | None = None
-        self._train_warning: str | None = None  # the training run's latest warning (e.g. drawing no bodies)
-        self._job_system: str | None = None
-        self._live_version = -1
+        self._live_version = -1  # the live run's weights the shown model has
         self._last_3d = 0.0
         self.timings: list[float] = []
         self.phase = PhaseView()
@@ -107,9 +99,10 @@ class Studio(pn.viewable.Viewer):
         self.compare_energy = self._compare_energy_figure()
         self.entity3d = None  # built lazily: VTK is the slowest view and optional in tests
         self.phase.figure.on_event(Tap, self._on_tap)
-        self._train_src = ColumnDataSource({"step": [], "loss": []})
-        self._val_src = ColumnDataSource({"step": [], "val": []})
-        self.train_status = pn.pane.Markdown("No training run in this session.")
+        self.training = TrainPanel(
+            lambda: TrainSource(self.system, self.seed), self.workspace,
+            on_models_changed=self._on_system, on_weights=self._on_live_weights,
+        )  # fmt: skip
         self.planning = PlanPanel(self.plan_context)
         self.play = PlayPanel(self.play_source, self.workspace, on_saved=self.refresh_data_sources)
         self._build_widgets()
@@ -134,18 +127,19 @@ class Studio(pn.viewable.Viewer):
                 continue
             if known_as(cfg.system, cfg.system_params) == self.system:
                 opts.append(f"run: {name}")
-        if self._job is not None and self._job_system == self.system:
+        if self.training.job is not None and self.training.job_system == self.system:
             opts.append(LIVE)
         return opts or ["(no model)"]
 
     def _load(self, name: str) -> WorldModel | None:
         if name == "(no model)":
             return None
-        if name == LIVE and self._job is not None:
+        job = self.training.job
+        if name == LIVE and job is not None:
             import copy
 
-            model = copy.deepcopy(self._job.model)
-            version, weights = self._job.latest_weights()
+            model = copy.deepcopy(job.model)
+            version, weights = job.latest_weights()
             if weights is not None:
                 model.load_state_dict(weights)
             self._live_version = version
@@ -361,17 +355,19 @@ class Studio(pn.viewable.Viewer):
 
     def train_sources(self) -> list[str]:
         """What the Train tab can learn from: the selected system simulated, or a workspace file."""
-        return list(self._train_source.options)
-
-    def _data_sources(self) -> list[str]:
-        return [SIMULATE, *self.workspace.data_files()]
+        return self.training.sources()
 
     def refresh_data_sources(self, saved: str | None = None) -> None:
         """New files in the workspace (an episode just played) become Train tab sources."""
-        files = self._data_sources()
-        self._train_source.options = files
-        if saved in files:
-            self._train_source.value = saved
+        self.training.refresh_sources(saved)
+
+    def _on_live_weights(self, version: int) -> None:
+        """The live run has new weights: the model shown, if it is that run, takes them (every ~3 s)."""
+        if self.model_name == LIVE and version != self._live_version:
+            now = time.perf_counter()
+            if now - getattr(self, "_last_live", 0.0) > 3.0:
+                self._last_live = now
+                self._on_model()
 
     # --- frames, 3D, clicks --------------------------------------------------------------------
     def _on_frame(self, *_: Any) -> None:
@@ -416,105 +412,11 @@ class Studio(pn.viewable.Viewer):
         self.frame = 0
         self._recompute()
 
-    # --- training --------------------------------------------------------------------------------
-    def start_training(self, *_: Any) -> None:
-        if self._job is not None and self._job.alive:
-            self.train_status.object = "A run is already training in this session: stop it first."
-            return
-        try:
-            source = self._train_source.value
-            kind = self._train_kind.value
-            if source == SIMULATE:  # pixel kinds learn from its frames, drawn at 32 x 32
-                data = system_dataset(self.system, trajectories=48, points=60, seed=self.seed,
-                                      frame_size=32 if kind in PIXEL_MODELS else None)  # fmt: skip
-            else:
-                data = self.workspace.load_data(source)
-            cfg = TrainConfig(steps=int(self._train_steps.value), lr=float(self._train_lr.value), val_every=50,
-                              batch_size=kind_defaults(kind)[1], device="cpu", seed=self.seed)  # fmt: skip
-            job = TrainingJob(data, kind, cfg)
-            self._train_warning = None
-        except (DataFormatError, WorkspaceError, ValueError) as exc:
-            self.train_status.object = f"**Cannot train on this data:** {exc}"
-            return
-        params = data.meta.get("params") if data.meta else None
-        self._job, self._job_system = job, (known_as(data.system_name, params) or self.system)
-        self._train_src.data = {"step": [], "loss": []}
-        self._val_src.data = {"step": [], "val": []}
-        job.start()
-        self.train_status.object = f"Training a **{self._train_kind.value}** model on {source}…"
-        if self._poll is None:
-            self._poll = pn.state.add_periodic_callback(self.poll_training, period=500)
-        self._on_system()
-
-    def poll_training(self) -> None:
-        """Drain the worker's metrics into the curves; refresh the live model every ~3 s."""
-        job = self._job
-        if job is None:
-            return
-        events = job.drain()
-        steps = [e for e in events if e["event"] == "step"]
-        vals = [e for e in events if e["event"] == "validation"]
-        if steps:
-            self._train_src.stream({"step": [e["step"] for e in steps], "loss": [e["loss"] for e in steps]},
-                                   rollover=5000)  # fmt: skip
-        if vals:
-            self._val_src.stream({"step": [e["step"] for e in vals], "val": [e["val_rollout_mse"] for e in vals]})
-        if steps and not job.paused:
-            self.train_status.object = f"Training… step {steps[-1]['step']}, loss {steps[-1]['loss']:.3g}"
-        warned = [e["warning"] for e in vals if e.get("warning")]
-        if vals:
-            self._train_warning = warned[-1] if warned else None
-        if self._train_warning and job.alive:
-            self.train_status.object += f"  \n**Warning:** {self._train_warning}"
-        for e in events:
-            if e["event"] == "end":
-                self.train_status.object = f"Training {e['status']} after {e['steps_done']} steps. {e['message']}"
-                if self._train_warning:
-                    self.train_status.object += f"  \n**Warning:** {self._train_warning}"
-            elif e["event"] == "error":
-                self.train_status.object = f"**Training failed:** {e['message']}"
-        version, _ = job.latest_weights()
-        if self.model_name == LIVE and version != self._live_version and version > 0:
-            now = time.perf_counter()
-            if now - getattr(self, "_last_live", 0.0) > 3.0:
-                self._last_live = now
-                self._on_model()
-
-    def pause_training(self, *_: Any) -> None:
-        if self._job is None:
-            return
-        if self._job.paused:
-            self._job.resume()
-            self.train_status.object = "Resumed."
-        else:
-            self._job.pause()
-            self.train_status.object = "Paused."
-
-    def stop_training(self, *_: Any) -> None:
-        if self._job is not None:
-            self._job.stop()
-
-    def save_training(self, *_: Any) -> None:
-        if self._job is None:
-            self.train_status.object = "Nothing to save: start a training run first."
-            return
-        try:
-            path = self._job.save(self.workspace.run_path(self._save_name.value))
-        except (WorkspaceError, OSError, ValueError) as exc:
-            self.train_status.object = f"**Cannot save:** {exc}"
-            return
-        self.train_status.object = f"Saved to `runs/{Path(path).name}` in the workspace."
-        self._on_system()
-
     def close(self) -> None:
         """Stop this session's training and planning (called when the browser tab closes)."""
         self.planning.close()
         self.play.close()
-        if self._job is not None:
-            self._job.stop()
-        if self._poll is not None:
-            self._poll.stop()
-            self._poll = None
+        self.training.close()
 
     # --- layout ----------------------------------------------------------------------------------
     def _compare_energy_figure(self) -> figure:
@@ -536,7 +438,6 @@ class Studio(pn.viewable.Viewer):
         return fig
 
     def _build_widgets(self) -> None:
-        self._poll = None
         slider = {"type": pn.widgets.FloatSlider, "throttled": True}
         self._controls = pn.Param(
             self.param,
@@ -556,35 +457,6 @@ class Studio(pn.viewable.Viewer):
         self._reset = pn.widgets.Button(label="Reset initial state", width=290)
         self._reset.on_click(self.reset_initial)
         self._status_pane = pn.pane.Markdown("", sizing_mode="stretch_width")
-        # training controls
-        self._train_source = pn.widgets.Select(label="Data", options=self._data_sources(), width=260)
-        self._train_kind = pn.widgets.Select(label="Model kind", options=[*STATE_MODELS, *PIXEL_MODELS], width=260)
-        self._train_steps = pn.widgets.IntInput(label="Steps", value=600, start=10, end=100_000, width=120)
-        self._train_lr = pn.widgets.FloatInput(label="Learning rate", value=kind_defaults(self._train_kind.value)[0],
-                                               start=1e-5, end=1.0, width=120)  # fmt: skip
-        self._train_kind.param.watch(lambda e: setattr(self._train_lr, "value", kind_defaults(e.new)[0]), "value")
-        self._save_name = pn.widgets.TextInput(label="Save as (runs/NAME)", value="my_run", width=260)
-        self._start = pn.widgets.Button(label="Start", color="primary", width=80)
-        self._pause = pn.widgets.Button(label="Pause/Resume", width=110)
-        self._stop = pn.widgets.Button(label="Stop", width=70)
-        self._save = pn.widgets.Button(label="Save", width=70)
-        self._start.on_click(self.start_training)
-        self._pause.on_click(self.pause_training)
-        self._stop.on_click(self.stop_training)
-        self._save.on_click(self.save_training)
-
-    def _training_tab(self) -> pn.viewable.Viewable:
-        fig = figure(title="Training loss and validation rollout error", height=360, sizing_mode="stretch_width",
-                     x_axis_label="step", y_axis_type="log", tools=TOOLS)  # fmt: skip
-        fig.line("step", "loss", source=self._train_src, line_color=MODEL, legend_label="training loss")
-        fig.scatter("step", "val", source=self._val_src, color=OTHER, size=6, legend_label="validation rollout MSE")
-        fig.line("step", "val", source=self._val_src, line_color=OTHER)
-        controls = pn.Column(self._train_source, self._train_kind, pn.Row(self._train_steps, self._train_lr),
-                             pn.Row(self._start, self._pause, self._stop), self._save_name, self._save,
-                             width=290)  # fmt: skip
-        note = pn.pane.Markdown(f"Choose **{LIVE}** as the model on the Explore tab to watch it learn.")
-        return pn.Row(controls, pn.Column(self.train_status, pn.pane.Bokeh(fig, sizing_mode="stretch_width"), note,
-                                          sizing_mode="stretch_width"), sizing_mode="stretch_width")  # fmt: skip
 
     def enable_3d(self) -> None:
         from hwm_studio.ui.entity3d import EntityView3D
@@ -608,7 +480,7 @@ class Studio(pn.viewable.Viewer):
 
     def training_panel(self) -> pn.viewable.Viewable:
         """The Train tab on its own."""
-        return self._training_tab()
+        return self.training
 
     def __panel__(self) -> pn.viewable.Viewable:
         if self.show_3d:
@@ -626,7 +498,7 @@ class Studio(pn.viewable.Viewer):
                    sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
         )  # fmt: skip
-        tabs = pn.Tabs(("Explore", explore), ("Compare", compare), ("Train", self._training_tab()),
+        tabs = pn.Tabs(("Explore", explore), ("Compare", compare), ("Train", self.training),
                        ("Plan", self.planning), ("Play", self.play), ("Data efficiency", self.efficiency),
                        sizing_mode="stretch_width", dynamic=False)  # fmt: skip
         plan_tab, play_tab = 3, 4
