@@ -93,7 +93,7 @@ def test_systems_and_entities_switch(studio) -> None:
 def test_compare_shows_both_models_from_the_same_state(studio) -> None:
     assert studio.baseline is not None
     np.testing.assert_array_equal(studio.baseline.truth_q, studio.result.truth_q)
-    assert not np.allclose(studio.compare_base.model.data["p"], studio.compare_model.model.data["p"])
+    assert not np.allclose(studio.compare.base_phase.model.data["p"], studio.compare.model_phase.model.data["p"])
     assert len(studio.metrics.other.data["error"]) == studio.steps + 1
 
 

@@ -20,8 +20,6 @@ import panel as pn
 import param
 from bokeh.core.property.validation import validate
 from bokeh.events import Tap
-from bokeh.models import ColumnDataSource
-from bokeh.plotting import figure
 
 from hwm_studio.models import WorldModel
 from hwm_studio.physics.integrators import INTEGRATORS
@@ -30,14 +28,11 @@ from hwm_studio.scene import SCHEDULES, ActionSchedule, Scene, SceneResult, Scen
 from hwm_studio.systems import known_as
 from hwm_studio.training.checkpoint import CheckpointError, load_model, read_config
 from hwm_studio.training.efficiency import load_results
+from hwm_studio.ui.compare import ComparePanel
 from hwm_studio.ui.plan import PlanContext, PlanPanel
 from hwm_studio.ui.playing import PlayPanel
 from hwm_studio.ui.train import LIVE, SIMULATE, TrainPanel, TrainSource
 from hwm_studio.ui.views import (
-    MODEL,
-    OTHER,
-    TOOLS,
-    TRUTH,
     CouplingView,
     EfficiencyView,
     EnergyView,
@@ -93,10 +88,7 @@ class Studio(pn.viewable.Viewer):
             self._efficiency_results, self._efficiency_problem = load_results(), None
         except ValueError as exc:
             self._efficiency_results, self._efficiency_problem = None, str(exc)
-        self.compare_model = PhaseView("Model", model_colour=MODEL)
-        self.compare_base = PhaseView("Baseline", model_colour=OTHER)
-        self._compare_src = ColumnDataSource({k: [] for k in ("t", "truth", "model", "base")})
-        self.compare_energy = self._compare_energy_figure()
+        self.compare = ComparePanel(self.metrics)
         self.entity3d = None  # built lazily: VTK is the slowest view and optional in tests
         self.phase.figure.on_event(Tap, self._on_tap)
         self.training = TrainPanel(
@@ -289,11 +281,7 @@ class Studio(pn.viewable.Viewer):
             self.energy.update(r)
             self.metrics.update(r, b, self.baseline_name)
             self.couplings.update(r)
-            self.compare_model.update(r, entity, coord, plane, frame)
-            if b is not None:
-                self.compare_base.update(b, entity, coord, base_plane, frame)
-            base_h = b.model_true_energy if b is not None else np.full_like(r.t, np.nan)
-            self._compare_src.data = {"t": r.t, "truth": r.truth_energy, "model": r.model_true_energy, "base": base_h}
+            self.compare.update(r, b, entity, coord, plane, base_plane, frame)
             self._show_frame(frame)
             self._status_pane.object = self._describe(r)
         self._update_3d(frame, force=True)
@@ -419,24 +407,6 @@ class Studio(pn.viewable.Viewer):
         self.training.close()
 
     # --- layout ----------------------------------------------------------------------------------
-    def _compare_energy_figure(self) -> figure:
-        fig = figure(title="True H along each rollout", height=300, sizing_mode="stretch_width",
-                     x_axis_label="t", tools=TOOLS)  # fmt: skip
-        fig.line("t", "truth", source=self._compare_src, line_color=TRUTH, line_width=3, legend_label="truth")
-        fig.line("t", "model", source=self._compare_src, line_color=MODEL, line_width=2, legend_label="model")
-        fig.line("t", "base", source=self._compare_src, line_color=OTHER, line_width=2, legend_label="baseline")
-        fig.legend.location = "top_left"
-        return fig
-
-    def _compare_error_figure(self) -> figure:
-        """Error vs horizon of both models (the metrics view's sources, drawn a second time)."""
-        fig = figure(title="Normalised state error vs time", height=300, sizing_mode="stretch_width",
-                     x_axis_label="t", y_axis_type="log", tools=TOOLS)  # fmt: skip
-        fig.line("t", "error", source=self.metrics.source, line_color=MODEL, line_width=2, legend_label="model")
-        fig.line("t", "error", source=self.metrics.other, line_color=OTHER, line_width=2, legend_label="baseline")
-        fig.legend.location = "bottom_right"
-        return fig
-
     def _build_widgets(self) -> None:
         slider = {"type": pn.widgets.FloatSlider, "throttled": True}
         self._controls = pn.Param(
@@ -491,14 +461,7 @@ class Studio(pn.viewable.Viewer):
             pn.Row(self.metrics, pn.Column(self.video, *views_3d), self.couplings, sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
         )
-        compare = pn.Column(
-            pn.Row(self.compare_model, self.compare_base, sizing_mode="stretch_width"),
-            pn.Row(pn.pane.Bokeh(self.compare_energy, sizing_mode="stretch_width"),
-                   pn.pane.Bokeh(self._compare_error_figure(), sizing_mode="stretch_width"),
-                   sizing_mode="stretch_width"),
-            sizing_mode="stretch_width",
-        )  # fmt: skip
-        tabs = pn.Tabs(("Explore", explore), ("Compare", compare), ("Train", self.training),
+        tabs = pn.Tabs(("Explore", explore), ("Compare", self.compare), ("Train", self.training),
                        ("Plan", self.planning), ("Play", self.play), ("Data efficiency", self.efficiency),
                        sizing_mode="stretch_width", dynamic=False)  # fmt: skip
         plan_tab, play_tab = 3, 4
