@@ -297,13 +297,12 @@ def run_mpc(s: Studio, steps: int | None = None, wait: bool = True, timeout: flo
     views update while the kernel is idle.
     """
     p = s.planning
+    p.schedule = kernel_schedule  # no server: poll from the kernel's event loop, and send what it drew
     with pushed():
         if steps is not None:
             settings["mpc_steps"] = int(steps)
         p.param.update(**settings)
         p.run_mpc()
-    if p._poll is None:  # no server: poll from the kernel's event loop, and send what it drew
-        p._poll = pn.state.add_periodic_callback(_pushing(p.poll), period=150)
     if wait:
         deadline = time.monotonic() + timeout
         while p.running and time.monotonic() < deadline:

@@ -32,10 +32,12 @@ from hwm_studio.planning import PLANNERS, MPCStep, Planner, PlanResult, SystemEn
 from hwm_studio.planning.presets import default_target_energy, preset_cost, preset_names
 from hwm_studio.state import PhaseState
 from hwm_studio.systems.base import System
+from hwm_studio.ui.loops import Schedule, Ticker, served_schedule
 from hwm_studio.ui.views import MODEL, TOOLS, TRUTH
 
 CHOSEN = "#009E73"
 DRAWN = 128  # candidates drawn per plan (all are planned with; drawing thousands only slows the page)
+POLL_MS = 150  # how often the page drains the MPC thread's steps
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,8 @@ class PlanPanel(pn.viewable.Viewer):
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._queue: queue.Queue = queue.Queue()
-        self._poll: Any = None
+        self._poll: Ticker | None = None
+        self.schedule: Schedule = served_schedule  # a notebook swaps in the kernel's loop (ui/notebook.py)
         self._last_3d = 0.0
         self._system_key: str | None = None
         self.view3d: Any = None  # built lazily (VTK)
@@ -272,8 +275,8 @@ class PlanPanel(pn.viewable.Viewer):
         self._thread = threading.Thread(target=work, name="hwm-mpc", daemon=True)
         self._thread.start()
         self.status.object = "Running MPC against the true system…"
-        if self._poll is None and pn.state.curdoc is not None:
-            self._poll = pn.state.add_periodic_callback(self.poll, period=150)
+        if self._poll is None:
+            self._poll = self.schedule(self.poll, POLL_MS)
 
     def stop_mpc(self, *_: Any) -> None:
         self._stop.set()
