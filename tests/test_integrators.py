@@ -101,7 +101,7 @@ def test_symplectic_schemes_preserve_the_symplectic_form(name: str, system_name:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", list(INTEGRATORS))
+@pytest.mark.parametrize("name", [n for n in INTEGRATORS if n != "discrete_gradient"])  # it conserves H: tested below
 def test_energy_error_bounded_for_symplectic_and_drifting_for_rk4(name: str) -> None:
     """2 x 10^4 pendulum steps (~160 periods): a symplectic scheme's energy error stays at its
     initial level; RK4's grows secularly."""
@@ -243,12 +243,12 @@ def test_discrete_gradient_ledger_balances_exactly_where_leapfrogs_does_not(syst
 
 def test_discrete_gradient_conserves_a_non_separable_h_itself() -> None:
     """No ports: the double pendulum's H is constant to round-off (not a nearby modified H, as
-    with a symplectic scheme), over 2000 steps at a coarse dt."""
+    with a symplectic scheme), over 500 steps at a coarse dt."""
     system = get_system("double_pendulum")
     z0 = system.sample_initial(4, torch.Generator().manual_seed(7))
     with torch.no_grad():
-        traj = rollout(system.field(), get_integrator("discrete_gradient"), z0, dt=0.02, steps=2000)
-        leap = rollout(system.field(), get_integrator("leapfrog"), z0, dt=0.02, steps=2000)
+        traj = rollout(system.field(), get_integrator("discrete_gradient"), z0, dt=0.02, steps=500)
+        leap = rollout(system.field(), get_integrator("leapfrog"), z0, dt=0.02, steps=500)
     drift = (traj.energy["total"] - traj.energy["total"][:, :1]).abs().max()
     leap_drift = (leap.energy["total"] - leap.energy["total"][:, :1]).abs().max()
     assert float(drift) < 1e-10 * float(traj.energy["total"].abs().max())
