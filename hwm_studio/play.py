@@ -75,11 +75,20 @@ class Pacer:
             return 0
         self._carry += max(0.0, now - self._last) * self._rtf / self.dt
         self._last = now
-        steps = int(self._carry + 1e-9)  # 0.1 s / 0.05 s is two steps, not 1.999...
-        self._carry = max(0.0, self._carry - steps)
+        steps = max(0, int(self._carry + 1e-9))  # 0.1 s / 0.05 s is two steps, not 1.999...
+        self._carry -= steps  # negative while a borrowed step is repaid
         if steps > self.max_steps:
             steps, self._carry = self.max_steps, 0.0
         return steps
+
+    def borrow(self) -> int:
+        """One step now, ahead of its time, when none is borrowed yet (else 0): a key just changed,
+        and its effect should show at the next frame instead of up to a dt later (125 ms for the
+        spring pixel model). Repaid from the time that follows, so the pace stays real time."""
+        if self._last is None or self._carry < -1e-9:
+            return 0
+        self._carry -= 1.0
+        return 1
 
     def pause(self) -> None:
         """Forget the time that passes until the next `due` (a paused loop does not catch up)."""

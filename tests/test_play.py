@@ -29,7 +29,15 @@ def test_the_pacer_turns_wall_time_into_steps_and_never_queues() -> None:
     assert pace.due(20.05) == 1  # ... and drops the rest
     pace.rtf = 2.0
     assert pace.due(20.1) == 2
+    pace.rtf = 1.0
+    assert pace.due(20.125) == 0  # half a step carried
+    assert pace.borrow() == 1  # a key changed: one step now, ahead of its time ...
+    assert pace.borrow() == 0  # ... one at a time
+    assert pace.due(20.15) == 0  # ... repaid: the step due here was taken early
+    assert pace.due(20.2) == 1
+    assert pace.borrow() == 1  # repaid, so another may be borrowed
     pace.pause()
+    assert pace.borrow() == 0  # a paused clock lends nothing
     assert pace.due(99.0) == 0
     with pytest.raises(ValueError, match="real-time factor"):
         pace.rtf = 0.0

@@ -455,8 +455,10 @@ class PlayPanel(pn.viewable.Viewer):
             return  # a slow tick is still running: skip this one rather than pile up
         try:
             steps = self.pacer.due(time.monotonic())
+            seq = self.surface.keys_seq  # read before stepping: these steps run under it
+            if not steps and seq != self._effect_seq:
+                steps = self.pacer.borrow()  # a key changed: show its effect now, not a dt later
             if steps:
-                seq = self.surface.keys_seq  # read before stepping: these steps ran under it
                 self._advance_within_budget(steps)
                 self._effect_seq = seq
             self._show()
