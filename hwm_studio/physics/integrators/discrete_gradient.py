@@ -32,13 +32,17 @@ from hwm_studio.physics.port_hamiltonian import PortHamiltonianField
 from hwm_studio.state import PhaseState
 
 
+def midpoint(z0: PhaseState, z1: PhaseState) -> PhaseState:
+    return PhaseState(0.5 * (z0.q + z1.q), 0.5 * (z0.p + z1.p))
+
+
 def discrete_gradient(
-    field: PortHamiltonianField, z0: PhaseState, z1: PhaseState, h0: Tensor | None = None
+    field: PortHamiltonianField, z0: PhaseState, z1: PhaseState, h0: Tensor | None = None, mid: PhaseState | None = None
 ) -> PhaseState:
     """Gonzalez's discrete gradient of the field's H between z0 and z1 (batch-wise); `h0` is H(z0)
-    when already known."""
+    and `mid` their midpoint when already known."""
     hamiltonian = field.hamiltonian
-    mid = PhaseState(0.5 * (z0.q + z1.q), 0.5 * (z0.p + z1.p))
+    mid = midpoint(z0, z1) if mid is None else mid
     g = hamiltonian.grad(mid)
     dz = PhaseState(z1.q - z0.q, z1.p - z0.p)
     h0 = hamiltonian.energy(z0) if h0 is None else h0
@@ -81,14 +85,14 @@ class DiscreteGradient(Integrator):
         self, field: PortHamiltonianField, z0: PhaseState, z1: PhaseState, u: Tensor | None, h0: Tensor | None = None
     ) -> PhaseState:
         """(J - R(zm)) dH + G u + r at the midpoint, with dH the discrete gradient of z0 -> z1."""
-        dh = discrete_gradient(field, z0, z1, h0)
-        mid = PhaseState(0.5 * (z0.q + z1.q), 0.5 * (z0.p + z1.p))
+        mid = midpoint(z0, z1)
+        dh = discrete_gradient(field, z0, z1, h0, mid)
         ports = field.nonconservative(mid, u, gradient=dh)
         return PhaseState(dh.p + ports.q, -dh.q + ports.p)
 
     def interval_work(
         self, field: PortHamiltonianField, start: PhaseState, end: PhaseState, u: Tensor | None, dt: float
     ) -> dict[str, Tensor]:
-        dh = discrete_gradient(field, start, end)
-        mid = PhaseState(0.5 * (start.q + end.q), 0.5 * (start.p + end.p))
+        mid = midpoint(start, end)
+        dh = discrete_gradient(field, start, end, mid=mid)
         return {k: dt * v for k, v in field.powers(mid, u, gradient=dh).items()}
