@@ -233,6 +233,30 @@ def test_the_real_data_notebook_skips_clearly_without_its_data(tmp_path, monkeyp
     assert "HWM_STUDIO_DATA" in streams
 
 
+def test_a_browser_message_handled_on_a_subshell_thread_runs_on_the_kernels_loop() -> None:
+    """JupyterLab 4.4+ hands each comm target's messages to a kernel subshell (a thread of its own);
+    Panel's outputs then handle them on the loop's thread, where Play ticks, never beside a tick."""
+    import asyncio
+    import threading
+
+    from tornado.ioloop import IOLoop
+
+    from hwm_studio.ui import notebook as nb
+
+    loop = IOLoop(make_current=False)
+    seen: list[tuple[int, object]] = []
+    handle = nb._run_on(loop, lambda msg: seen.append((threading.get_ident(), msg)))
+    handle("on the loop's thread")  # the caller's thread is the loop's: run at once
+    assert seen == [(threading.get_ident(), "on the loop's thread")]
+    subshell = threading.Thread(target=handle, args=("from a subshell",))
+    subshell.start()
+    subshell.join()
+    assert len(seen) == 1  # not run on the subshell's thread: queued for the loop
+    loop.run_sync(lambda: asyncio.sleep(0.05))
+    assert seen[1] == (threading.get_ident(), "from a subshell")
+    loop.close()
+
+
 def test_nb_play_runs_the_play_loop_on_the_kernels_event_loop(studio) -> None:
     """`nb.play` starts the Play component ticking between cells (no Bokeh document in a bare
     kernel): held keys step the model; pausing stops the ticks; closing frees them."""

@@ -193,27 +193,47 @@ def replay(s: Studio, frames: int | None = None, fps: float = 20.0, every: int =
     return s.frame
 
 
-_SEND_LOCK = threading.Lock()
+def _comms_on_loop() -> None:
+    """Handle every browser message of Panel's outputs on the kernel's event loop. Why: JupyterLab
+    (4.4 and newer, `commsOverSubshells`, default "perCommTarget") sends each comm target's
+    messages to its own kernel subshell, a thread of its own, and each Panel output has its own
+    target. Panel's notebook path is not thread-safe: a browser event applied on a subshell holds and
+    unholds the document while the loop's tick diffs and sends it, and two messages' fragments
+    interleaved on the page ("Expected text fragment but received binary fragment", "s is not
+    iterable" in apply_json_patch). On the loop, a tick and a browser event never overlap. Installed
+    once, from the kernel's main thread (a cell), for the comms the browser opens from then on."""
+    import pyviz_comms
+    from tornado.ioloop import IOLoop
+
+    if not getattr(pyviz_comms.Comm._handle_msg, "on_loop", False):
+        pyviz_comms.Comm._handle_msg = _run_on(IOLoop.current(), pyviz_comms.Comm._handle_msg)
 
 
-def _atomic_sends() -> None:
-    """Make each Bokeh message one uninterrupted run of comm sends. Why: ipykernel 7 handles comm
-    messages on a thread other than its loop's, so while Play ticks on the loop Panel may also push
-    from that thread (its answer to a browser event); a message is several comm sends (header,
-    metadata, content, then each buffer), and two interleaved ones broke the page's patches
-    ("Expected binary fragment but received text fragment"). Installed once, for the kernel."""
-    import panel.io.notebook as pnb
+def _run_on(loop: Any, fn: Callable[..., None]) -> Callable[..., None]:
+    """`fn`, run at once when called on `loop`'s thread (the caller's), else handed to that loop."""
+    loop_thread = threading.get_ident()
 
-    if getattr(pnb.send, "atomic", False):
-        return
-    unlocked = pnb.send
+    def run(*args: Any) -> None:
+        if threading.get_ident() == loop_thread:
+            fn(*args)
+        else:
+            loop.add_callback(fn, *args)
 
-    def send(comm: Any, msg: Any) -> None:
-        with _SEND_LOCK:
-            unlocked(comm, msg)
+    run.on_loop = True  # type: ignore[attr-defined]
+    return run
 
-    send.atomic = True  # type: ignore[attr-defined]
-    pnb.send = send  # push() looks `send` up at each call
+
+def _in_kernel() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+if _in_kernel() and threading.current_thread() is threading.main_thread():
+    _comms_on_loop()  # before this notebook displays anything: its outputs' comms open later
 
 
 def kernel_schedule(tick: Callable[[], None], period_ms: int) -> Any:
@@ -234,11 +254,11 @@ def play(s: Studio, paused: bool = False) -> PlayPanel:
     focus. The loop runs between cells on the kernel's event loop; `s.play.close()` stops it."""
     from tornado.ioloop import IOLoop
 
-    _atomic_sends()
+    _comms_on_loop()  # a no-op when importing this module in the kernel already did it
     panel = s.play
     loop = IOLoop.current()  # the kernel's loop (a cell runs on its thread)
     panel.schedule = kernel_schedule
-    panel.on_loop = lambda fn: loop.add_callback(_pushing(fn))  # ipykernel 7 handles comms on another thread
+    panel.on_loop = lambda fn: loop.add_callback(_pushing(fn))  # sends what a browser event changed
     with pushed():
         if panel.player is None and not panel.start():
             return panel  # its status says why (no model, or one the system does not fit)

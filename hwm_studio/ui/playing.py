@@ -64,8 +64,7 @@ class PlaySurface(JSComponent):
     @property
     def drawn(self) -> int:
         """The last frame number the browser acknowledged. Kept off the synced properties: an ack
-        then changes nothing in the document, so a kernel that handles messages on another thread
-        than the loop's (ipykernel 7) never sends from two threads at once."""
+        then changes nothing in the document (nothing to send back for a frame drawn)."""
         return self._drawn
 
     def _handle_msg(self, data: Any) -> None:
@@ -355,8 +354,8 @@ class PlayPanel(pn.viewable.Viewer):
         self._sent_at = 0.0  # when the frame in flight was sent (monotonic)
         self._views_at = 0.0  # when the ledger views were last refreshed
         self.ledger = LiveLedger(sizing_mode="stretch_width")
-        # Browser events run through `on_loop`: a served page handles them on its loop already; a
-        # notebook kernel may handle them on another thread, and hands them to the loop's thread.
+        # Browser events run through `on_loop`: a served page sends what they change by itself; a
+        # notebook runs them on the kernel's loop and pushes what they changed (ui/notebook.py).
         self.on_loop: Callable[[Callable[[], None]], None] = lambda fn: fn()
         self.param.watch(lambda e: self.on_loop(lambda: self._on_pause(e)), ["paused"])
         self.param.watch(lambda e: self._set_rtf(e.new), ["rtf"])
