@@ -146,7 +146,7 @@ class Player:
         # which left the double pendulum's truth alone at 22 ms a step against the 10 ms real time allows
         self._truth_step = true_step(system, self.dt, substeps=1)
         self._has_energy = model.hamiltonian_field is not None
-        self.integrator = (integrator or DiscreteGradient(tolerance=1e-13)) if self._has_energy else None
+        self.integrator = (integrator or DiscreteGradient(iterations=1, tolerance=1e-13)) if self._has_energy else None
         self._field: PortHamiltonianField | None = None  # the float64 copy that steps (see the module doc)
         self._dtype = next(model.parameters()).dtype
         self._held = np.zeros(system.action_dim)

@@ -13,10 +13,13 @@ friction, action or residual the scheme conserves the model's H itself, not a ne
 Order 2, symmetric, not symplectic (Gonzalez 1996; McLachlan, Quispel & Robidoux 1999).
 
 Implicit: solved by `iterations` fixed-point sweeps from an explicit Euler guess (a fixed count,
-so no data-dependent host syncs; each sweep contracts the error by about h times the field's
+so no data-dependent host syncs; a plain sweep contracts the error by about h times the field's
 Lipschitz constant). With a `tolerance`, sweeps go on (up to `max_iterations`) until the last one
 moved the state by less than tolerance x (1 + |z|): one host sync per sweep, which a batch-1 live
 loop can afford and a stiff learned field needs (random large weights at dt 0.05 took ~40).
+Each next guess is Anderson-mixed from the last `memory` sweeps (Walker & Ni 2011): the guess
+minimising the linearised residual over them, as a secant method would. On the default pendulum
+HWM it cut the sweeps to 1e-13 from 9.6 to 5.2 a step (memory 0 is the plain iteration).
 Where |dz| is so small that H(z1) - H(z0) is lost to rounding, the correction's denominator is
 floored (at eps^(2/3) relative to the state), which changes the chain rule only at rounding level.
 """
@@ -59,18 +62,24 @@ class DiscreteGradient(Integrator):
     order = 2
     symplectic = False
 
-    def __init__(self, iterations: int = 10, tolerance: float | None = None, max_iterations: int = 100) -> None:
+    def __init__(
+        self, iterations: int = 10, tolerance: float | None = None, max_iterations: int = 100, memory: int = 2
+    ) -> None:
         if iterations < 1 or max_iterations < iterations:
             raise ValueError(f"need 1 <= iterations <= max_iterations, got {iterations} and {max_iterations}")
         if tolerance is not None and not tolerance > 0:
             raise ValueError(f"tolerance must be > 0 or None, got {tolerance}")
+        if memory < 0:
+            raise ValueError(f"memory must be >= 0, got {memory}")
         self.iterations, self.tolerance, self.max_iterations = iterations, tolerance, max_iterations
+        self.memory = memory
 
     def step(self, field: VectorField, state: PhaseState, u: Tensor | None, dt: float | Tensor) -> PhaseState:
         _check_field(self, field)
         assert isinstance(field, PortHamiltonianField)
         h0 = field.hamiltonian.energy(state)
         z1 = state.axpy(dt, field(state, u))
+        mixer = AndersonMixer(self.memory)
         for sweep in range(self.max_iterations if self.tolerance is not None else self.iterations):
             z_next = state.axpy(dt, self._rate(field, state, z1, u, h0))
             if self.tolerance is not None and sweep + 1 >= self.iterations:
@@ -78,8 +87,8 @@ class DiscreteGradient(Integrator):
                 size = 1.0 + z_next.dot(z_next).sqrt()
                 if bool((moved.dot(moved).sqrt() <= self.tolerance * size).all()):
                     return z_next
-            z1 = z_next
-        return z1
+            z1 = mixer.next_guess(z1, z_next)
+        return z_next
 
     def _rate(
         self, field: PortHamiltonianField, z0: PhaseState, z1: PhaseState, u: Tensor | None, h0: Tensor | None = None
@@ -96,3 +105,38 @@ class DiscreteGradient(Integrator):
         mid = midpoint(start, end)
         dh = discrete_gradient(field, start, end, mid=mid)
         return {k: dt * v for k, v in field.powers(mid, u, gradient=dh).items()}
+
+
+class AndersonMixer:
+    """Anderson mixing (type II) of a fixed-point iteration x -> g(x), batch-wise over states.
+
+    With the residuals f = g(x) - x of the last `memory` + 1 sweeps, the next guess is
+    g - dG gamma, where gamma minimises |f - dF gamma| (dF, dG: differences of successive f and g):
+    the combination of past sweeps whose linearised residual is smallest. The small normal
+    equations are damped by eps x their scale, so a history that has stopped moving gives gamma = 0
+    (the plain sweep) instead of a singular solve; no host syncs.
+    """
+
+    def __init__(self, memory: int) -> None:
+        self.memory = memory
+        self._g: list[Tensor] = []
+        self._f: list[Tensor] = []
+
+    def next_guess(self, x: PhaseState, g: PhaseState) -> PhaseState:
+        if self.memory == 0:
+            return g
+        gv = torch.cat([g.q.flatten(1), g.p.flatten(1)], 1)
+        fv = gv - torch.cat([x.q.flatten(1), x.p.flatten(1)], 1)
+        self._g, self._f = [*self._g, gv][-(self.memory + 1) :], [*self._f, fv][-(self.memory + 1) :]
+        if len(self._f) < 2:
+            return g
+        d_f = torch.stack([b - a for a, b in zip(self._f, self._f[1:], strict=False)], 2)  # (B, n, k)
+        d_g = torch.stack([b - a for a, b in zip(self._g, self._g[1:], strict=False)], 2)
+        normal = d_f.transpose(1, 2) @ d_f  # (B, k, k)
+        scale = normal.diagonal(dim1=1, dim2=2).sum(-1)[:, None, None]
+        eye = torch.eye(normal.shape[-1], dtype=normal.dtype, device=normal.device)
+        damping = torch.finfo(normal.dtype).eps * scale + torch.finfo(normal.dtype).tiny
+        gamma = torch.linalg.solve(normal + damping * eye, d_f.transpose(1, 2) @ fv[:, :, None])
+        mixed = gv - (d_g @ gamma)[:, :, 0]
+        nq = g.q[0].numel()
+        return PhaseState(mixed[:, :nq].reshape(g.q.shape), mixed[:, nq:].reshape(g.p.shape))
