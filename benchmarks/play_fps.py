@@ -147,15 +147,17 @@ def drive(label: str, sessions: int, seconds: float) -> dict:
     }  # fmt: skip
 
 
-def ledger_episode(seconds: float = 60.0, seed: int = 0, integrator: str = "discrete_gradient") -> dict:
+def ledger_episode(seconds: float = 60.0, seed: int = 0, integrator: str = "play") -> dict:
     """A played episode of random key changes (every 0.25-1.5 s) on the default pendulum HWM,
-    stepped by `integrator` ('model': the model's own), with the wall time of a step."""
-    from hwm_studio.physics.integrators import get_integrator
+    stepped by Play's own rule ('play') or the model's ('model'), with the wall time of a step."""
     from hwm_studio.play import Player
 
     model, system = load("pendulum", "hwm")
-    rule = model.integrator if integrator == "model" else get_integrator(integrator)
-    player = Player(model, system, seed=seed, integrator=rule)
+    if integrator not in ("play", "model"):
+        raise ValueError(f"integrator is 'play' or 'model', got {integrator!r}")
+    player = Player(model, system, seed=seed, integrator=model.integrator if integrator == "model" else None)
+    rule = player.integrator
+    assert rule is not None  # the pendulum HWM has an energy
     rng = np.random.default_rng(seed)
     energies, steps = [player.energy()["total"]], round(seconds / player.dt)
     done, busy = 0, 0.0
@@ -190,7 +192,7 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(1)
-    ledgers = [ledger_episode(integrator=name) for name in ("discrete_gradient", "model")]
+    ledgers = [ledger_episode(integrator=name) for name in ("play", "model")]
     for ledger in ledgers:
         print(json.dumps(ledger), flush=True)
         print(f"60 s of random keys, {ledger['integrator']}: |balance error| = {abs(ledger['balance_error']):.2e}, "

@@ -216,3 +216,34 @@ def test_a_pixel_episode_exports_its_decoded_frames_and_the_true_ones(tmp_path) 
     with pytest.raises(ValueError, match="uint8"):
         write_video(tmp_path / "bad.mp4", frames.astype(np.float32))
     assert not (tmp_path / "bad.mp4").exists()  # a failed export leaves nothing behind
+
+
+def test_the_play_loop_steps_only_when_a_frame_can_show_it(monkeypatch) -> None:
+    """A browser behind on its frames (IN_FLIGHT undrawn) gets no steps either: an overloaded
+    server spends itself on the frames the player sees, the pacer keeping the time for later (up to
+    its catch-up cap), instead of stepping states nobody is shown while acks queue behind them."""
+    import hwm_studio.ui.playing as playing
+
+    model = load_model(run_dir("pendulum", "hwm"))
+    panel = playing.PlayPanel(lambda: (model, get_system("pendulum", **model.config.system_params)))
+    clock = [100.0]
+    monkeypatch.setattr(playing.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(playing, "TICK_BUDGET_S", 60.0)  # every due step fits a tick, however slow the machine
+    assert panel.start()
+    panel.paused = False
+    try:
+        panel.pacer.due(clock[0])  # the pacer's first reading
+        while panel.surface.sent < playing.IN_FLIGHT:  # a step and a frame a tick, none acknowledged
+            clock[0] += 0.05
+            panel.tick()
+        stepped, sent = panel.player.steps, panel.surface.sent
+        assert stepped >= 1
+        clock[0] += 0.1  # two steps due, but the browser drew nothing yet
+        panel.tick()
+        assert (panel.player.steps, panel.surface.sent) == (stepped, sent)
+        panel.surface._handle_msg({"drawn": sent})  # the browser caught up
+        panel.tick()
+        assert panel.player.steps == stepped + 2  # the time kept meanwhile, then one frame
+        assert panel.surface.sent == sent + 1
+    finally:
+        panel.close()

@@ -7,7 +7,9 @@ R and P are one-shot messages. Frames go the other way as raw RGBA bytes drawn i
 browser acknowledges each frame it drew by message, and the server sends one only while fewer than
 IN_FLIGHT are undrawn (frames are dropped, never queued). The ledger views (`LiveLedger`) are drawn
 in the browser from a few numbers. One tick = the steps the pacer says are due, then at most one
-frame and one ledger readout, in one batched update.
+frame and one ledger readout, in one batched update; while IN_FLIGHT frames are undrawn a tick
+does nothing, so an overloaded server (two sessions on two cores) spends itself on frames the
+player sees and plays slower, instead of stepping unseen states while the acks queue behind them.
 The loop itself is `hwm_studio.play.Player`; this module only draws it and feeds it keys.
 """
 
@@ -453,6 +455,8 @@ class PlayPanel(pn.viewable.Viewer):
         if self.player is None or self.pacer is None or not self._tick_lock.acquire(blocking=False):
             return  # a slow tick is still running: skip this one rather than pile up
         try:
+            if not self._frame_ready(time.monotonic()):
+                return  # the browser is behind: step when a frame can show it (the pacer keeps the time)
             steps = self.pacer.due(time.monotonic())
             seq = self.surface.keys_seq  # read before stepping: these steps run under it
             if not steps and seq != self._effect_seq:
@@ -541,8 +545,7 @@ class PlayPanel(pn.viewable.Viewer):
         assert player is not None
         s = self.surface
         now = time.monotonic()
-        # an ack lost (a page reloaded mid-frame) stalls the frames ACK_TIMEOUT_S at most
-        frame_ready = force or s.sent - s.drawn < IN_FLIGHT or now - self._sent_at > ACK_TIMEOUT_S
+        frame_ready = force or self._frame_ready(now)
         views_due = force or now - self._views_at >= 1.0 / VIEWS_HZ
         if not (frame_ready or views_due):
             return
@@ -555,6 +558,12 @@ class PlayPanel(pn.viewable.Viewer):
             if views_due:
                 self._views_at = now
                 self._show_views(player)
+
+    def _frame_ready(self, now: float) -> bool:
+        """Fewer than IN_FLIGHT frames undrawn; an ack lost (a page reloaded mid-frame) stalls the
+        frames ACK_TIMEOUT_S at most."""
+        s = self.surface
+        return s.sent - s.drawn < IN_FLIGHT or now - self._sent_at > ACK_TIMEOUT_S
 
     def _show_views(self, player: Player) -> None:
         energy, led = player.energy(), player.ledger
