@@ -149,15 +149,19 @@ def drive(label: str, sessions: int, seconds: float) -> dict:
 
 def ledger_episode(seconds: float = 60.0, seed: int = 0, integrator: str = "play") -> dict:
     """A played episode of random key changes (every 0.25-1.5 s) on the default pendulum HWM,
-    stepped by Play's own rule ('play') or the model's ('model'), with the wall time of a step."""
+    stepped by Play's own rule ('play'), the same without Anderson mixing ('plain sweeps') or the
+    model's own ('model'), with the wall time of a step and the solver's sweeps per step."""
+    from hwm_studio.physics.integrators import DiscreteGradient
     from hwm_studio.play import Player
 
     model, system = load("pendulum", "hwm")
-    if integrator not in ("play", "model"):
-        raise ValueError(f"integrator is 'play' or 'model', got {integrator!r}")
-    player = Player(model, system, seed=seed, integrator=model.integrator if integrator == "model" else None)
+    rules = {"model": model.integrator, "play": None, "plain sweeps": DiscreteGradient(1, tolerance=1e-13, memory=0)}
+    if integrator not in rules:
+        raise ValueError(f"integrator is one of {list(rules)}, got {integrator!r}")
+    player = Player(model, system, seed=seed, integrator=rules[integrator])
     rule = player.integrator
     assert rule is not None  # the pendulum HWM has an energy
+    sweeps0 = getattr(rule, "sweeps", 0)
     rng = np.random.default_rng(seed)
     energies, steps = [player.energy()["total"]], round(seconds / player.dt)
     done, busy = 0, 0.0
@@ -172,7 +176,9 @@ def ledger_episode(seconds: float = 60.0, seed: int = 0, integrator: str = "play
         done += n
     scale = float(np.ptp(energies))
     balance = float(player.ledger["balance_error"])
-    return {"integrator": rule.name, "seconds": seconds, "steps": steps, "energy_scale": scale,
+    sweeps = (rule.sweeps - sweeps0) / steps if isinstance(rule, DiscreteGradient) else None
+    return {"integrator": rule.name if integrator != "plain sweeps" else f"{rule.name}, plain sweeps",
+            "sweeps_per_step": sweeps, "seconds": seconds, "steps": steps, "energy_scale": scale,
             "balance_error": balance, "relative": abs(balance) / scale,
             "control_work": float(player.ledger["control_work"]),
             "step_ms": round(1e3 * busy / steps, 2)}  # fmt: skip
@@ -192,12 +198,12 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(1)
-    ledgers = [ledger_episode(integrator=name) for name in ("play", "model")]
+    ledgers = [ledger_episode(integrator=name) for name in ("play", "plain sweeps", "model")]
     for ledger in ledgers:
         print(json.dumps(ledger), flush=True)
         print(f"60 s of random keys, {ledger['integrator']}: |balance error| = {abs(ledger['balance_error']):.2e}, "
               f"{ledger['relative']:.1e} of the energy scale ({ledger['energy_scale']:.3g}), "
-              f"{ledger['step_ms']} ms a step", flush=True)  # fmt: skip
+              f"{ledger['step_ms']} ms a step, {ledger['sweeps_per_step']} sweeps a step", flush=True)  # fmt: skip
     if args.ledger_only:
         if OUT.exists():  # keep the browser rows of the last full run, with today's ledger
             kept = json.loads(OUT.read_text())

@@ -18,8 +18,8 @@ Lipschitz constant). With a `tolerance`, sweeps go on (up to `max_iterations`) u
 moved the state by less than tolerance x (1 + |z|): one host sync per sweep, which a batch-1 live
 loop can afford and a stiff learned field needs (random large weights at dt 0.05 took ~40).
 Each next guess is Anderson-mixed from the last `memory` sweeps (Walker & Ni 2011): the guess
-minimising the linearised residual over them, as a secant method would. On the default pendulum
-HWM it cut the sweeps to 1e-13 from 9.6 to 5.2 a step (memory 0 is the plain iteration).
+minimising the linearised residual over them, as a secant method would (memory 0 is the plain
+iteration; `python benchmarks/play_fps.py --ledger-only` counts the sweeps a step takes with each).
 Where |dz| is so small that H(z1) - H(z0) is lost to rounding, the correction's denominator is
 floored (at eps^(2/3) relative to the state), which changes the chain rule only at rounding level.
 """
@@ -73,6 +73,7 @@ class DiscreteGradient(Integrator):
             raise ValueError(f"memory must be >= 0, got {memory}")
         self.iterations, self.tolerance, self.max_iterations = iterations, tolerance, max_iterations
         self.memory = memory
+        self.sweeps = 0  # sweeps run so far, over every step (a benchmark reads the cost per step)
 
     def step(self, field: VectorField, state: PhaseState, u: Tensor | None, dt: float | Tensor) -> PhaseState:
         _check_field(self, field)
@@ -82,6 +83,7 @@ class DiscreteGradient(Integrator):
         mixer = AndersonMixer(self.memory)
         for sweep in range(self.max_iterations if self.tolerance is not None else self.iterations):
             z_next = state.axpy(dt, self._rate(field, state, z1, u, h0))
+            self.sweeps += 1
             if self.tolerance is not None and sweep + 1 >= self.iterations:
                 moved = PhaseState(z_next.q - z1.q, z_next.p - z1.p)
                 size = 1.0 + z_next.dot(z_next).sqrt()
