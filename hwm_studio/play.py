@@ -31,6 +31,7 @@ from hwm_studio.data.format import TrajectoryData
 from hwm_studio.frames import frames_to_uint8
 from hwm_studio.metrics import normalised_error
 from hwm_studio.models.base import WorldModel
+from hwm_studio.physics.held import weights_version
 from hwm_studio.physics.integrators import DiscreteGradient, Integrator
 from hwm_studio.physics.port_hamiltonian import PortHamiltonianField
 from hwm_studio.physics.rollout import rollout
@@ -159,9 +160,10 @@ class Player:
     # --- controls ---------------------------------------------------------------------------
     def reset(self, seed: int = 0) -> None:
         """A new episode from the system's sampler at `seed`: the model encodes the true start."""
-        if self._has_energy:
-            self._field = copy.deepcopy(self.model.hamiltonian_field).double()
-            self._weights_seen = self._weights_version()
+        source = self.model.hamiltonian_field
+        if source is not None:
+            self._field = copy.deepcopy(source).double()
+            self._weights_seen = weights_version(source)
         start = self.system.sample_initial(1, torch.Generator().manual_seed(int(seed)))
         self.truth = start
         self.steps = 0
@@ -212,11 +214,6 @@ class Player:
             rec.zq.pop(), rec.zp.pop()
         self._record_latent(self._z.q[0][None], self._z.p[0][None])
 
-    def _weights_version(self) -> tuple[int, ...]:
-        source = self.model.hamiltonian_field
-        assert source is not None
-        return tuple(t._version for t in (*source.parameters(), *source.buffers()))
-
     def _follow_model(self) -> None:
         """The float64 copy takes the model's knobs now, and its weights when they changed in place
         (an optimiser step or load_state_dict: a model training live, or a checkpoint reloaded)."""
@@ -224,7 +221,7 @@ class Player:
         assert source is not None
         assert field is not None
         field.dissipation_scale, field.residual_scale = source.dissipation_scale, source.residual_scale
-        version = self._weights_version()
+        version = weights_version(source)
         if version != self._weights_seen:
             field.load_state_dict(source.state_dict())  # cast into the float64 copy
             self._weights_seen = version

@@ -245,7 +245,7 @@ def test_the_play_tab_drives_the_model_from_held_keys(served, browser, tmp_path)
     page.get_by_text("Play", exact=True).first.click()
     _wait(lambda: studio.play.player is not None)
     play = studio.play
-    page.get_by_role("button", name="Paused").click()
+    page.get_by_role("button", name="Pause (P)").click()
     _wait(lambda: not play.paused)
     surface = page.locator(".hwm-play")
     surface.click()
@@ -301,7 +301,7 @@ def test_play_drives_both_action_dims_of_a_two_action_system(served, browser, sy
     page.locator("select").nth(0).select_option(system)  # System
     _wait(lambda: studio.system == system and studio.scene.model is not None, timeout=90)
     page.get_by_text("Play", exact=True).first.click()
-    page.get_by_role("button", name="Paused").click()
+    page.get_by_role("button", name="Pause (P)").click()
     _wait(lambda: studio.play.player is not None and not studio.play.paused, timeout=60)
     play, player = studio.play, studio.play.player
     assert player.system.action_dim == 2  # (the three-body is the n-body system with three bodies)

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from hwm_studio.physics.field import VectorField
-from hwm_studio.physics.held import holding_weights
+from hwm_studio.physics.held import holding_weights, weights_version
 from hwm_studio.physics.integrators.base import Integrator
 from hwm_studio.physics.port_hamiltonian import PortHamiltonianField
 from hwm_studio.state import PhaseState
@@ -111,10 +111,6 @@ class FusedRollout:
             raise ValueError(f"chunk must be >= 1, got {chunk}")
         self.field, self.integrator, self.chunk = field, integrator, chunk
         self._graphs: dict[tuple, _Graph] = {}
-        self._tensors = list(field.parameters()) + list(field.buffers())
-
-    def _weights_version(self) -> tuple[int, ...]:
-        return tuple(t._version for t in self._tensors)
 
     def _scales(self, like: Tensor) -> Tensor:
         f = self.field
@@ -176,7 +172,7 @@ class FusedRollout:
         with torch.inference_mode(False), torch.no_grad():  # trace and freeze with plain tensors
             example = (q.clone(), p.clone(), u_all[:, :chunk].clone(), dt_t.clone(), scales.clone())
             graph = self._graph(*example, with_actions)
-            run = graph.runnable(self._weights_version())  # every chunk has the same shapes
+            run = graph.runnable(weights_version(self.field))  # every chunk has the same shapes
         # Inference mode skips autograd and version-counter bookkeeping on every op: ~15% less
         # per-step overhead. The chunks' outputs are inference tensors; the torch.cat below, run
         # outside it, returns ordinary tensors that callers may use anywhere.

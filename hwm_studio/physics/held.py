@@ -42,3 +42,10 @@ def held(module: nn.Module, name: str, compute: Callable[[], Tensor]) -> Tensor:
     if value is None:
         value = memo[key] = compute()
     return value
+
+
+def weights_version(module: nn.Module) -> tuple[int, ...]:
+    """The in-place version counters of a module's parameters and buffers: it changes whenever an
+    optimiser step or load_state_dict writes them, so a copy or a compiled graph made from the
+    weights can tell it is stale without comparing values (no host sync, no copy)."""
+    return tuple(t._version for t in (*module.parameters(), *module.buffers()))

@@ -329,7 +329,7 @@ class PlayPanel(pn.viewable.Viewer):
 
     gain = param.Number(default=1.0, bounds=(0.0, 1.0), label="Action gain (fraction of the bound)")
     rtf = param.Number(default=1.0, bounds=(0.25, 4.0), step=0.25, label="Real-time factor")
-    paused = param.Boolean(default=True, label="Paused")
+    paused = param.Boolean(default=True, label="Pause (P)")
     seed = param.Integer(default=0, bounds=(0, 10_000), label="Start (seed)")
     status = param.String(default="")
 
@@ -393,7 +393,7 @@ class PlayPanel(pn.viewable.Viewer):
         """The source changed (another model or system): stop, and rebuild on the next start."""
         self.close()
         self.paused = True  # heard by the toggle too (a discarded event would leave it showing "playing")
-        self.status = "Press Play (or untick Paused) to drive the selected model."
+        self.status = "Release Pause (P) to drive the selected model."
 
     @property
     def looping(self) -> bool:

@@ -115,8 +115,8 @@ class AndersonMixer:
     With the residuals f = g(x) - x of the last `memory` + 1 sweeps, the next guess is
     g - dG gamma, where gamma minimises |f - dF gamma| (dF, dG: differences of successive f and g):
     the combination of past sweeps whose linearised residual is smallest. The small normal
-    equations are damped by eps x their scale, so a history that has stopped moving gives gamma = 0
-    (the plain sweep) instead of a singular solve; no host syncs.
+    equations are damped by eps x their scale (and a floor), so a history that has stopped moving
+    gives gamma = 0 (the plain sweep) instead of a singular solve; no host syncs.
     """
 
     def __init__(self, memory: int) -> None:
@@ -137,8 +137,9 @@ class AndersonMixer:
         normal = d_f.transpose(1, 2) @ d_f  # (B, k, k)
         scale = normal.diagonal(dim1=1, dim2=2).sum(-1)[:, None, None]
         eye = torch.eye(normal.shape[-1], dtype=normal.dtype, device=normal.device)
-        damping = torch.finfo(normal.dtype).eps * scale + torch.finfo(normal.dtype).tiny
-        gamma = torch.linalg.solve(normal + damping * eye, d_f.transpose(1, 2) @ fv[:, :, None])
+        damping = torch.finfo(normal.dtype).eps * scale + torch.finfo(normal.dtype).tiny ** 0.5
+        gamma, _ = torch.linalg.solve_ex(normal + damping * eye, d_f.transpose(1, 2) @ fv[:, :, None])
+        gamma = torch.nan_to_num(gamma, nan=0.0, posinf=0.0, neginf=0.0)  # a failed solve: the plain sweep
         mixed = gv - (d_g @ gamma)[:, :, 0]
         nq = g.q[0].numel()
         return PhaseState(mixed[:, :nq].reshape(g.q.shape), mixed[:, nq:].reshape(g.p.shape))
