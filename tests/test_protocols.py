@@ -99,7 +99,7 @@ def test_real_pendulum_bad_path_is_a_clear_error(tmp_path) -> None:
 @pytest.mark.parametrize(
     ("name", "kinds", "extra"),
     [
-        ("hnn_spring", ["hwm"], {}),  # RK45 on a learned field, three HWM variants
+        ("hnn_spring", ["hwm"], {"n_starts": 2}),  # RK45 on a learned field, four HWM rows
         ("real_pendulum", ["mlp"], {}),  # a discrete map scored by interpolation
         ("long_horizon_pendulum", ["hwm", "mlp"], {"horizon": 50}),
     ],
