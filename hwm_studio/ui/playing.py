@@ -455,9 +455,10 @@ class PlayPanel(pn.viewable.Viewer):
         if self.player is None or self.pacer is None or not self._tick_lock.acquire(blocking=False):
             return  # a slow tick is still running: skip this one rather than pile up
         try:
-            if not self._frame_ready(time.monotonic()):
+            now = time.monotonic()
+            if not self._frame_ready(now):
                 return  # the browser is behind: step when a frame can show it (the pacer keeps the time)
-            steps = self.pacer.due(time.monotonic())
+            steps = self.pacer.due(now)
             seq = self.surface.keys_seq  # read before stepping: these steps run under it
             if not steps and seq != self._effect_seq:
                 steps = self.pacer.borrow()  # a key changed: show its effect now, not a dt later
