@@ -5,7 +5,8 @@
 
 Serves the Play view (hwm_studio/ui/playing.py) in a subprocess, one torch thread, and drives it
 from headless Debian chromium (playwright): each page focuses the surface, unpauses (P) and holds
-the arrow keys, switching direction every 1.5 s. The page itself counts the frames it drew and, for
+the arrow keys, switching direction every 1.5 s. The page itself counts the frames it drew (the server sends one only for a new state, so a
+redrawn state never counts) and, for
 each key change, the time until the first frame drawn that stepped under it (the surface writes
 both on its element); frames per second is the median over one-second windows. The server's CPU
 is its process's user + system time over the window (from /proc), divided by the sessions.
@@ -147,18 +148,24 @@ def drive(label: str, sessions: int, seconds: float) -> dict:
     }  # fmt: skip
 
 
+LEDGER_RULES = ("play", "play, eager", "plain sweeps", "model")
+
+
 def ledger_episode(seconds: float = 60.0, seed: int = 0, integrator: str = "play") -> dict:
     """A played episode of random key changes (every 0.25-1.5 s) on the default pendulum HWM,
-    stepped by Play's own rule ('play'), the same without Anderson mixing ('plain sweeps') or the
-    model's own ('model'), with the wall time of a step and the solver's sweeps per step."""
+    stepped by Play's own rule ('play': the traced step), the same step eagerly ('play, eager'),
+    eagerly without Anderson mixing ('plain sweeps') or by the model's own rule ('model'), with the
+    wall time of a step and the solver's sweeps per step; each at the step Play takes (`live_dt`)."""
     from hwm_studio.physics.integrators import DiscreteGradient
-    from hwm_studio.play import Player
+    from hwm_studio.play import Player, live_dt
 
     model, system = load("pendulum", "hwm")
-    rules = {"model": model.integrator, "play": None, "plain sweeps": DiscreteGradient(1, tolerance=1e-13, memory=0)}
-    if integrator not in rules:
-        raise ValueError(f"integrator is one of {list(rules)}, got {integrator!r}")
-    player = Player(model, system, seed=seed, integrator=rules[integrator])
+    rules = {"model": model.integrator, "play": None, "play, eager": None,
+             "plain sweeps": DiscreteGradient(1, tolerance=1e-13, memory=0)}  # fmt: skip
+    if integrator not in LEDGER_RULES:
+        raise ValueError(f"integrator is one of {list(LEDGER_RULES)}, got {integrator!r}")
+    player = Player(model, system, dt=live_dt(model), seed=seed, integrator=rules[integrator],
+                    traced=integrator == "play")  # fmt: skip
     rule = player.integrator
     assert rule is not None  # the pendulum HWM has an energy
     counted = isinstance(rule, DiscreteGradient)  # its solver counts its sweeps
@@ -178,8 +185,8 @@ def ledger_episode(seconds: float = 60.0, seed: int = 0, integrator: str = "play
     scale = float(np.ptp(energies))
     balance = float(player.ledger["balance_error"])
     sweeps = (rule.sweeps - sweeps0) / steps if counted else None
-    return {"integrator": rule.name if integrator != "plain sweeps" else f"{rule.name}, plain sweeps",
-            "sweeps_per_step": sweeps, "seconds": seconds, "steps": steps, "energy_scale": scale,
+    return {"integrator": rule.name, "rule": integrator, "dt": player.dt, "sweeps_per_step": sweeps,
+            "eager_steps": player.eager_steps, "seconds": seconds, "steps": steps, "energy_scale": scale,
             "balance_error": balance, "relative": abs(balance) / scale,
             "control_work": float(player.ledger["control_work"]),
             "step_ms": round(1e3 * busy / steps, 2)}  # fmt: skip
@@ -199,12 +206,14 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(1)
-    ledgers = [ledger_episode(integrator=name) for name in ("play", "plain sweeps", "model")]
+    ledgers = [ledger_episode(integrator=name) for name in LEDGER_RULES]
     for ledger in ledgers:
         print(json.dumps(ledger), flush=True)
-        print(f"60 s of random keys, {ledger['integrator']}: |balance error| = {abs(ledger['balance_error']):.2e}, "
+        print(f"60 s of random keys, {ledger['rule']} ({ledger['integrator']}, dt {ledger['dt']:g}): "
+              f"|balance error| = {abs(ledger['balance_error']):.2e}, "
               f"{ledger['relative']:.1e} of the energy scale ({ledger['energy_scale']:.3g}), "
-              f"{ledger['step_ms']} ms a step, {ledger['sweeps_per_step']} sweeps a step", flush=True)  # fmt: skip
+              f"{ledger['step_ms']} ms a step, {ledger['sweeps_per_step']} sweeps a step, "
+              f"{ledger['eager_steps']} re-solved eagerly", flush=True)  # fmt: skip
     if args.ledger_only:
         if OUT.exists():  # keep the browser rows of the last full run, with today's ledger
             kept = json.loads(OUT.read_text())

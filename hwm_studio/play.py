@@ -31,6 +31,7 @@ from hwm_studio.data.format import TrajectoryData
 from hwm_studio.frames import frames_to_uint8
 from hwm_studio.metrics import normalised_error
 from hwm_studio.models.base import WorldModel
+from hwm_studio.physics.fused import FusedExactStep
 from hwm_studio.physics.held import weights_version
 from hwm_studio.physics.integrators import DiscreteGradient, Integrator
 from hwm_studio.physics.port_hamiltonian import PortHamiltonianField
@@ -42,6 +43,20 @@ from hwm_studio.systems.base import System
 LEDGER_KEYS = ("dissipated", "control_work", "residual_work", "balance_error")
 ENERGY_KEYS = ("kinetic", "potential", "interaction", "total")
 MAX_EPISODE_STEPS = 100_000  # a recording stops growing here (an hour at 30 steps/s)
+
+
+LIVE_STATES_HZ = 30  # a live loop shows at least this many new states a second at real time, where it can
+
+
+def live_dt(model: WorldModel) -> float:
+    """The step a live loop takes: the model's dt, or for a model with an energy that reads states
+    (a continuous-time field, which any step size samples), dt / k with k the fewest substeps that
+    give LIVE_STATES_HZ states a second at real time. Why: a frame only shows a new state, so the
+    pendulum's dt of 0.05 s alone caps it at 20 frames a second. A pixel model keeps its dt (it
+    reads frames that far apart) and so does a model without an energy (a map learned at its dt)."""
+    if model.hamiltonian_field is None or model.sees_pixels:
+        return float(model.dt)
+    return float(model.dt) / math.ceil(LIVE_STATES_HZ * float(model.dt) - 1e-9)
 
 
 class Pacer:
@@ -113,7 +128,8 @@ class Player:
     clipped to the bound. A pixel model must be played on the system it was trained on (its
     parameters), since it reads that system's frames. `integrator` steps a model with an energy
     (default: the discrete-gradient scheme, solved to 1e-13; `model.integrator`: the model's own); a model
-    without one steps by its own rule.
+    without one steps by its own rule. A discrete-gradient step with a tolerance runs traced
+    (`physics.fused.FusedExactStep`, a third of the eager cost) unless `traced` is False.
     """
 
     def __init__(
@@ -124,6 +140,7 @@ class Player:
         seed: int = 0,
         gain: float = 1.0,
         integrator: Integrator | None = None,
+        traced: bool = True,
     ) -> None:
         trained_on = model.config.system_params or {}
         if model.sees_pixels and any(system.params.get(k) != v for k, v in trained_on.items()):
@@ -142,6 +159,11 @@ class Player:
         self.dt = float(model.dt if dt is None else dt)
         if not self.dt > 0:
             raise ValueError(f"dt must be > 0, got {dt}")
+        if self.dt != float(model.dt) and (model.hamiltonian_field is None or model.sees_pixels):
+            raise ValueError(
+                f"the {model.kind} model steps only at its dt of {model.dt} (it has no energy field to step "
+                "finer, or it reads frames that far apart)"
+            )
         self.gain = gain
         # one Yoshida-4 step per dt (4th order): the data's simulator takes four, a quarter of the speed,
         # which left the double pendulum's truth alone at 22 ms a step against the 10 ms real time allows
@@ -149,12 +171,15 @@ class Player:
         self._has_energy = model.hamiltonian_field is not None
         self.integrator = (integrator or DiscreteGradient(iterations=1, tolerance=1e-13)) if self._has_energy else None
         self._field: PortHamiltonianField | None = None  # the float64 copy that steps (see the module doc)
+        self._exact: FusedExactStep | None = None  # that copy's step traced, when stepped by the discrete gradient
+        self._traced = traced
         self._dtype = next(model.parameters()).dtype
         self._held = np.zeros(system.action_dim)
         self.pixels = model.sees_pixels
         self.frame_size = int(model.config.frame_size) if self.pixels else 0
         self.context = int(model.config.context_frames) if self.pixels else 1
         self._pixel_view: tuple[np.ndarray, np.ndarray] | None = None  # (decoded, true) frames now
+        self.version = 0  # bumped whenever the states change (a step, a resync): a view redraws only then
         self.reset(seed)
 
     # --- controls ---------------------------------------------------------------------------
@@ -164,6 +189,9 @@ class Player:
         if source is not None:
             self._field = copy.deepcopy(source).double()
             self._weights_seen = weights_version(source)
+            solves = isinstance(self.integrator, DiscreteGradient) and self.integrator.tolerance is not None
+            exact = self._traced and solves
+            self._exact = FusedExactStep(self._field, self.integrator) if exact else None  # type: ignore[arg-type]
         start = self.system.sample_initial(1, torch.Generator().manual_seed(int(seed)))
         self.truth = start
         self.steps = 0
@@ -208,6 +236,7 @@ class Player:
                 z = self.model.state_from_positions(self.model.locate(frames), actions)  # type: ignore[attr-defined]
         self._z = self._stepping(z)
         self._pixel_view = None
+        self.version += 1
         if not rec.zq:  # the episode's first encoding
             rec.model_start = len(rec.q) - 1
         elif len(rec.zq) == len(rec.q) - rec.model_start:  # the model's state now is replaced
@@ -251,18 +280,30 @@ class Player:
         if field is not None:
             self._follow_model()
         with torch.no_grad():
-            if field is not None and self.integrator is not None:  # a model with an energy
-                acts = None if actions is None or not field.action_dim else actions.double()
-                traj = rollout(field, self.integrator, self._z, acts, self.dt, steps, record_energy=True)
+            acts = None if actions is None or field is None or not field.action_dim else actions.double()
+            if self._exact is not None:  # the traced discrete-gradient step and its exact work
+                live = self._exact(self._z, acts, self.dt, steps)
+                q, p, gained = live.q[:, -1], live.p[:, -1], {k: float(v[0]) for k, v in live.ledger.items()}
+                self._z = PhaseState(q, p)
+                self._record_latent(live.q[0], live.p[0])
             else:
-                traj = self.model.rollout_latent(self._z, actions, steps, record_energy=self._has_energy)
-        self._z = traj.state(steps)
-        self._record_latent(traj.q[0, 1:], traj.p[0, 1:])
+                if field is not None and self.integrator is not None:  # a model with an energy, stepped otherwise
+                    traj = rollout(field, self.integrator, self._z, acts, self.dt, steps, record_energy=True)
+                else:
+                    traj = self.model.rollout_latent(self._z, actions, steps, record_energy=self._has_energy)
+                gained = {k: float(traj.ledger[k][0, -1]) for k in LEDGER_KEYS if k in traj.ledger}
+                self._z = traj.state(steps)
+                self._record_latent(traj.q[0, 1:], traj.p[0, 1:])
         self._pixel_view = None
-        for k in LEDGER_KEYS:
-            if k in traj.ledger:
-                self.ledger[k] += float(traj.ledger[k][0, -1])
+        self.version += 1
+        for k, v in gained.items():
+            self.ledger[k] += v
         self.steps += steps
+
+    @property
+    def eager_steps(self) -> int:
+        """Steps the traced step had not solved to the tolerance, re-solved eagerly (0 untraced)."""
+        return 0 if self._exact is None else self._exact.eager_steps
 
     # --- what is shown ----------------------------------------------------------------------
     def model_state(self) -> tuple[np.ndarray, np.ndarray]:

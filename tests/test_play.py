@@ -234,16 +234,85 @@ def test_the_play_loop_steps_only_when_a_frame_can_show_it(monkeypatch) -> None:
     try:
         panel.pacer.due(clock[0])  # the pacer's first reading
         while panel.surface.sent < playing.IN_FLIGHT:  # a step and a frame a tick, none acknowledged
-            clock[0] += 0.05
+            clock[0] += panel.player.dt
             panel.tick()
         stepped, sent = panel.player.steps, panel.surface.sent
         assert stepped >= 1
-        clock[0] += 0.1  # two steps due, but the browser drew nothing yet
+        clock[0] += 2 * panel.player.dt  # two steps due, but the browser drew nothing yet
         panel.tick()
         assert (panel.player.steps, panel.surface.sent) == (stepped, sent)
         panel.surface._handle_msg({"drawn": sent})  # the browser caught up
         panel.tick()
         assert panel.player.steps == stepped + 2  # the time kept meanwhile, then one frame
         assert panel.surface.sent == sent + 1
+    finally:
+        panel.close()
+
+
+def test_the_traced_live_step_is_the_eager_step_and_its_exact_ledger() -> None:
+    """Play's traced discrete-gradient step (physics/fused.py) gives the eager step's states and the
+    eager rollout's ledger under changing actions; a step the traced sweeps leave short of the
+    tolerance is re-solved eagerly, so the answer is the same either way."""
+    import copy
+
+    from hwm_studio.physics.fused import FusedExactStep
+    from hwm_studio.physics.integrators import DiscreteGradient
+    from hwm_studio.physics.rollout import rollout
+
+    model = load_model(run_dir("pendulum", "hwm"))
+    field = copy.deepcopy(model.hamiltonian_field).double()
+    true = get_system("pendulum").sample_initial(1, torch.Generator().manual_seed(5))
+    z0 = model.latent(true.q.float(), true.p.float()).to(torch.float64)
+    u = torch.linspace(-2.0, 2.0, 9, dtype=torch.float64).reshape(1, 9, 1)
+    eager = rollout(field, DiscreteGradient(iterations=1, tolerance=1e-13), z0, u, 0.05, 9, record_energy=True)
+    for sweeps, resolved in ((6, False), (1, True)):
+        live = FusedExactStep(field, DiscreteGradient(iterations=1, tolerance=1e-13), sweeps=sweeps)
+        out = live(z0, u, 0.05, 9)
+        assert (live.eager_steps == 9) is resolved  # one sweep never meets 1e-13
+        torch.testing.assert_close(out.q, eager.q[:, 1:], rtol=0, atol=1e-11)
+        torch.testing.assert_close(out.p, eager.p[:, 1:], rtol=0, atol=1e-11)
+        for k, v in out.ledger.items():
+            torch.testing.assert_close(v, eager.ledger[k][:, -1], rtol=1e-9, atol=1e-11)
+        assert abs(float(out.ledger["balance_error"][0])) < 1e-11
+        assert float(out.ledger["control_work"][0]) != 0.0
+
+
+def test_a_live_loop_steps_a_continuous_model_finer_and_only_new_states_become_frames(monkeypatch) -> None:
+    """The pendulum HWM (dt 0.05) plays at dt / 2, so 40 new states a second can be shown; a pixel
+    model and a model without an energy keep their dt (and cannot be told otherwise); a tick with no
+    new state sends no frame (frames per second count states shown, not repeats)."""
+    import hwm_studio.ui.playing as playing
+    from hwm_studio.play import live_dt
+    from hwm_studio.pretrained import pixel_assets
+
+    hwm, mlp = load_model(run_dir("pendulum", "hwm")), load_model(run_dir("pendulum", "mlp"))
+    pixel = load_model(pixel_assets()["spring"]["hwm-pixels: hgn_mass_spring"])
+    assert live_dt(hwm) == pytest.approx(0.025)
+    assert live_dt(mlp) == mlp.dt
+    assert live_dt(pixel) == pixel.dt
+    with pytest.raises(ValueError, match="steps only at its dt"):
+        Player(mlp, get_system("pendulum", **mlp.config.system_params), dt=0.025)
+    finer = Player(hwm, get_system("pendulum", **hwm.config.system_params), dt=0.025)
+    finer.hold([1.0])
+    finer.advance(40)  # a second of held torque at dt / 2: the ledger still balances to the solver
+    assert finer.episode().dt == pytest.approx(0.025)
+    assert abs(finer.ledger["balance_error"]) < 1e-10 * max(1.0, abs(finer.ledger["control_work"]))
+
+    panel = playing.PlayPanel(lambda: (hwm, get_system("pendulum", **hwm.config.system_params)))
+    clock = [100.0]
+    monkeypatch.setattr(playing.time, "monotonic", lambda: clock[0])
+    assert panel.start()
+    panel.paused = False
+    try:
+        assert panel.player.dt == pytest.approx(0.025)
+        sent = panel.surface.sent
+        panel.surface._handle_msg({"drawn": sent})
+        panel.pacer.due(clock[0])
+        clock[0] += 0.01  # less than a step: nothing new to show
+        panel.tick()
+        assert panel.surface.sent == sent
+        clock[0] += 0.02  # a step is due: its state is sent
+        panel.tick()
+        assert (panel.player.steps, panel.surface.sent) == (1, sent + 1)
     finally:
         panel.close()

@@ -23,6 +23,7 @@ step, recompiling as inputs changed: too slow to start for an interactive sessio
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -30,6 +31,7 @@ from torch import Tensor, nn
 from hwm_studio.physics.field import VectorField
 from hwm_studio.physics.held import holding_weights, weights_version
 from hwm_studio.physics.integrators.base import Integrator
+from hwm_studio.physics.integrators.discrete_gradient import DiscreteGradient
 from hwm_studio.physics.port_hamiltonian import PortHamiltonianField
 from hwm_studio.state import PhaseState
 
@@ -184,3 +186,120 @@ class FusedRollout:
                 ps.append(cp)
                 q, p = cq[:, -1], cp[:, -1]
         return torch.cat(qs, dim=1)[:, : steps + 1], torch.cat(ps, dim=1)[:, : steps + 1]
+
+
+class _ExactStep(nn.Module):
+    """One discrete-gradient step of a fixed number of sweeps, with the step's exact work and energy
+    change (`DiscreteGradient.interval_work`) and how far its last sweep moved (traced once)."""
+
+    def __init__(
+        self, field: PortHamiltonianField, integrator: DiscreteGradient, sweeps: int, with_actions: bool
+    ) -> None:
+        super().__init__()
+        self.field, self.integrator, self.sweeps, self.with_actions = field, integrator, sweeps, with_actions
+
+    def forward(self, q: Tensor, p: Tensor, u: Tensor, dt: Tensor, scales: Tensor) -> tuple[Tensor, ...]:
+        field = self.field
+        field.dissipation_scale, field.residual_scale = scales[0], scales[1]
+        action = u if self.with_actions else None
+        start = PhaseState(q, p)
+        with holding_weights():
+            end, moved = self.integrator.fixed_sweeps(field, start, action, dt, self.sweeps)
+            work = self.integrator.interval_work(field, start, end, action, dt)  # type: ignore[arg-type]
+            gained = field.hamiltonian.energy(end) - field.hamiltonian.energy(start)
+        return end.q, end.p, moved, gained, work["dissipated"], work["control"], work["residual"]
+
+
+@dataclass
+class LiveSteps:
+    """`steps` steps of a live loop: the states after each, (B, steps, E, D), and the ledger's
+    increments over them, each (B,): 'dissipated', 'control_work', 'residual_work', 'balance_error'
+    (the energy change minus the ports' work: the solver's tolerance and rounding)."""
+
+    q: Tensor
+    p: Tensor
+    ledger: dict[str, Tensor]
+
+
+class FusedExactStep:
+    """The discrete-gradient step a live loop takes, traced once: `sweeps` sweeps and the step's
+    exact work in one graph, then one host sync to check the last sweep against the integrator's
+    tolerance; a step that has not converged by then is taken again eagerly by the integrator's own
+    tolerance loop (counted in `eager_steps`), so every step meets the tolerance either way.
+
+    Why: eagerly, a batch-1 step of the pendulum HWM (about five sweeps) and its ledger cost ~10 ms
+    of Python and dispatch overhead, half a frame's budget; traced and frozen, ~3 ms
+    (`python benchmarks/play_fps.py --ledger-only`). Frozen and re-traced on the same rules as
+    `FusedRollout` (weights read live until they stop changing; dt and the knobs are inputs).
+    """
+
+    def __init__(self, field: PortHamiltonianField, integrator: DiscreteGradient, sweeps: int = 6) -> None:
+        if integrator.tolerance is None:
+            raise ValueError("a live exact step needs a DiscreteGradient with a tolerance")
+        if sweeps < 1:
+            raise ValueError(f"sweeps must be >= 1, got {sweeps}")
+        self.field, self.integrator, self.sweeps = field, integrator, sweeps
+        self.eager_steps = 0
+        self._graphs: dict[tuple, _Graph] = {}
+
+    def _graph(self, example: tuple[Tensor, ...], with_actions: bool) -> _Graph:
+        q, u = example[0], example[2]
+        key = (tuple(q.shape), tuple(u.shape), q.dtype, q.device, with_actions)
+        graph = self._graphs.get(key)
+        if graph is None:
+            module = _ExactStep(self.field, self.integrator, self.sweeps, with_actions)
+            f = self.field
+            saved = f.dissipation_scale, f.residual_scale
+            f.dissipation_scale, f.residual_scale = 1.0, 1.0  # trace every optional branch: scales are inputs
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
+                    warnings.simplefilter("ignore", category=DeprecationWarning)  # see the module docstring
+                    graph = _Graph(torch.jit.trace(module, example, check_trace=False))
+            except RuntimeError as exc:
+                raise NotFusable(f"cannot trace this field's step: {exc}") from exc
+            finally:
+                f.dissipation_scale, f.residual_scale = saved
+            self._graphs[key] = graph
+        return graph
+
+    @torch.no_grad()
+    def __call__(self, z0: PhaseState, actions: Tensor | None, dt: float, steps: int) -> LiveSteps:
+        """`steps` steps from z0 (B, E, D) under actions (B, >= steps, A) or None."""
+        if steps < 1:
+            raise ValueError(f"steps must be >= 1, got {steps}")
+        if not dt > 0:
+            raise ValueError(f"dt must be > 0, got {dt}")
+        f, integ = self.field, self.integrator
+        q, p = z0.q, z0.p
+        with_actions = actions is not None and f.action_dim > 0
+        u_all = actions.to(q.dtype) if with_actions else torch.zeros(q.shape[0], steps, 1, dtype=q.dtype)
+        dt_t = torch.tensor(float(dt), dtype=q.dtype, device=q.device)
+        scales = torch.tensor([float(f.dissipation_scale), float(f.residual_scale)], dtype=q.dtype, device=q.device)
+        with torch.inference_mode(False):
+            graph = self._graph((q.clone(), p.clone(), u_all[:, 0].clone(), dt_t.clone(), scales.clone()), with_actions)
+            run = graph.runnable(weights_version(f))
+        tolerance = float(integ.tolerance)  # type: ignore[arg-type]
+        qs, ps = [], []
+        keys = ("dissipated", "control_work", "residual_work", "balance_error")
+        total = {k: torch.zeros(q.shape[0], dtype=q.dtype, device=q.device) for k in keys}
+        for t in range(steps):
+            u = u_all[:, t]
+            q1, p1, moved, gained, dissipated, control, residual = run(q, p, u, dt_t, scales)
+            integ.sweeps += self.sweeps
+            if not bool((moved <= tolerance).all()):  # not converged in `sweeps`: the eager loop's answer
+                self.eager_steps += 1
+                start = PhaseState(q, p)
+                end = integ.step(f, start, u if with_actions else None, dt)
+                work = integ.interval_work(f, start, end, u if with_actions else None, float(dt))
+                q1, p1 = end.q, end.p
+                gained = f.hamiltonian.energy(end) - f.hamiltonian.energy(start)
+                dissipated, control, residual = work["dissipated"], work["control"], work["residual"]
+            total["dissipated"] = total["dissipated"] + dissipated
+            total["control_work"] = total["control_work"] + control
+            total["residual_work"] = total["residual_work"] + residual
+            total["balance_error"] = total["balance_error"] + gained + dissipated - control - residual
+            qs.append(q1)
+            ps.append(p1)
+            q, p = q1, p1
+        return LiveSteps(torch.stack(qs, 1), torch.stack(ps, 1), total)

@@ -26,7 +26,7 @@ import param
 from panel.custom import JSComponent
 
 from hwm_studio.models.base import WorldModel
-from hwm_studio.play import Pacer, Player
+from hwm_studio.play import Pacer, Player, live_dt
 from hwm_studio.systems.base import System
 from hwm_studio.ui.loops import Schedule, served_schedule
 from hwm_studio.workspace import Workspace
@@ -354,6 +354,7 @@ class PlayPanel(pn.viewable.Viewer):
         self._callback: Any = None
         self._effect_seq = 0  # the browser's key change the model has stepped under
         self._sent_at = 0.0  # when the frame in flight was sent (monotonic)
+        self._frame_version = -1  # the player version the last frame sent showed (a new state, a new frame)
         self._views_at = 0.0  # when the ledger views were last refreshed
         self.ledger = LiveLedger(sizing_mode="stretch_width")
         # Browser events run through `on_loop`: a served page sends what they change by itself; a
@@ -375,7 +376,7 @@ class PlayPanel(pn.viewable.Viewer):
             self.status = "No model to play: pick one in the sidebar."
             return False
         try:
-            self.player = Player(model, system, seed=self.seed, gain=self.gain)
+            self.player = Player(model, system, dt=live_dt(model), seed=self.seed, gain=self.gain)
         except ValueError as exc:
             self.status = f"**Cannot play this model:** {exc}"
             return False
@@ -546,7 +547,7 @@ class PlayPanel(pn.viewable.Viewer):
         assert player is not None
         s = self.surface
         now = time.monotonic()
-        frame_ready = force or self._frame_ready(now)
+        frame_ready = force or (player.version != self._frame_version and self._frame_ready(now))
         views_due = force or now - self._views_at >= 1.0 / VIEWS_HZ
         if not (frame_ready or views_due):
             return
@@ -555,7 +556,7 @@ class PlayPanel(pn.viewable.Viewer):
                 model_frame, truth_frame = player.frames(FRAME_SIZE)
                 s.param.update(frame=_rgba(np.concatenate([model_frame, truth_frame], axis=1)), sent=s.sent + 1,
                                shown_seq=self._effect_seq)  # fmt: skip
-                self._sent_at = now
+                self._sent_at, self._frame_version = now, player.version
             if views_due:
                 self._views_at = now
                 self._show_views(player)
