@@ -5,10 +5,10 @@
 
 Serves the Play view (hwm_studio/ui/playing.py) in a subprocess, one torch thread, and drives it
 from headless Debian chromium (playwright): each page focuses the surface, unpauses (P) and holds
-the arrow keys, switching direction every 1.5 s. The page itself counts the frames it drew (the server sends one only for a new state, so a
-redrawn state never counts) and, for
-each key change, the time until the first frame drawn that stepped under it (the surface writes
-both on its element); frames per second is the median over one-second windows. The server's CPU
+the arrow keys, switching direction every 1.5 s. The page itself counts the frames it drew (the
+server sends one only for a new state, so a redrawn state never counts) and, for each key change,
+the time until the first frame drawn that stepped under it (the surface writes both on its
+element); frames per second is the median over one-second windows. The server's CPU
 is its process's user + system time over the window (from /proc), divided by the sessions.
 Also plays a 60 s episode of random key changes on the default HWM without a browser and states
 its ledger's balance error against the energy scale (the range of H over the episode).

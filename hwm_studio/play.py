@@ -49,12 +49,12 @@ LIVE_STATES_HZ = 30  # a live loop shows at least this many new states a second 
 
 
 def live_dt(model: WorldModel) -> float:
-    """The step a live loop takes: the model's dt, or for a model with an energy that reads states
-    (a continuous-time field, which any step size samples), dt / k with k the fewest substeps that
-    give LIVE_STATES_HZ states a second at real time. Why: a frame only shows a new state, so the
-    pendulum's dt of 0.05 s alone caps it at 20 frames a second. A pixel model keeps its dt (it
-    reads frames that far apart) and so does a model without an energy (a map learned at its dt)."""
-    if model.hamiltonian_field is None or model.sees_pixels:
+    """The step a live loop takes: for a model with an energy (a continuous-time field, which any
+    step samples) dt / k, with k the fewest substeps that give LIVE_STATES_HZ states a second at
+    real time; the model's dt for a model without one (a map learned at its dt). Why: a frame only
+    shows a new state, so the pendulum's dt of 0.05 s alone caps it at 20 frames a second and the
+    spring pixel model's 0.125 s at 8. A pixel model still reads its frames dt apart (`Player`)."""
+    if model.hamiltonian_field is None:
         return float(model.dt)
     return float(model.dt) / math.ceil(LIVE_STATES_HZ * float(model.dt) - 1e-9)
 
@@ -159,11 +159,12 @@ class Player:
         self.dt = float(model.dt if dt is None else dt)
         if not self.dt > 0:
             raise ValueError(f"dt must be > 0, got {dt}")
-        if self.dt != float(model.dt) and (model.hamiltonian_field is None or model.sees_pixels):
-            raise ValueError(
-                f"the {model.kind} model steps only at its dt of {model.dt} (it has no energy field to step "
-                "finer, or it reads frames that far apart)"
-            )
+        if self.dt != float(model.dt) and model.hamiltonian_field is None:
+            raise ValueError(f"the {model.kind} model steps only at its dt of {model.dt} (it has no energy field)")
+        # a pixel model reads frames its dt apart: every `stride`-th state of a loop stepping finer
+        self.stride = round(float(model.dt) / self.dt) if model.sees_pixels else 1
+        if model.sees_pixels and not (self.stride >= 1 and math.isclose(self.stride * self.dt, float(model.dt))):
+            raise ValueError(f"the {model.kind} model reads frames {model.dt} apart: play it at that dt / an integer")
         self.gain = gain
         # one Yoshida-4 step per dt (4th order): the data's simulator takes four, a quarter of the speed,
         # which left the double pendulum's truth alone at 22 ms a step against the 10 ms real time allows
@@ -198,7 +199,7 @@ class Player:
         self._recording = _Recording()
         self._record_state()
         rest = torch.zeros(1, self.system.action_dim, dtype=torch.float64)
-        for _ in range(self.context - 1):  # the frames a pixel model reads before it can predict
+        for _ in range((self.context - 1) * self.stride):  # the frames a pixel model reads before it can predict
             self.truth = PhaseState(*self._truth_step(self.truth.q, self.truth.p, rest))
             self._record_state(rest[0].numpy())
         self.resync()
@@ -222,17 +223,19 @@ class Player:
 
     def resync(self) -> None:
         """Re-encode the model from the truth (the only time the model sees it): the true state, or
-        for a pixel model the last k true frames and the actions between them."""
+        for a pixel model the last k true frames, its dt apart, and the action held at the start of
+        each interval between them."""
         rec = self._recording
         with torch.no_grad():
             if not self.pixels:
                 z = self.model.latent(self.truth.q.to(self._dtype), self.truth.p.to(self._dtype))
             else:
-                k = self.context
-                frames = self.system.render(torch.as_tensor(np.stack(rec.q[-k:])), size=self.frame_size)[None]
+                read = range(len(rec.q) - 1 - (self.context - 1) * self.stride, len(rec.q), self.stride)
+                frames = self.system.render(torch.as_tensor(np.stack([rec.q[i] for i in read])), size=self.frame_size)
+                frames = frames[None]
                 actions = None
                 if self.model.action_dim:
-                    actions = torch.as_tensor(np.stack(rec.u[-(k - 1) :]), dtype=self._dtype)[None]
+                    actions = torch.as_tensor(np.stack([rec.u[i] for i in read[:-1]]), dtype=self._dtype)[None]
                 z = self.model.state_from_positions(self.model.locate(frames), actions)  # type: ignore[attr-defined]
         self._z = self._stepping(z)
         self._pixel_view = None

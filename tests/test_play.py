@@ -278,9 +278,10 @@ def test_the_traced_live_step_is_the_eager_step_and_its_exact_ledger() -> None:
 
 
 def test_a_live_loop_steps_a_continuous_model_finer_and_only_new_states_become_frames(monkeypatch) -> None:
-    """The pendulum HWM (dt 0.05) plays at dt / 2, so 40 new states a second can be shown; a pixel
-    model and a model without an energy keep their dt (and cannot be told otherwise); a tick with no
-    new state sends no frame (frames per second count states shown, not repeats)."""
+    """The pendulum HWM (dt 0.05) plays at dt / 2 and the spring pixel model (dt 0.125) at dt / 4, so
+    30+ new states a second can be shown; the pixel model still reads its frames dt apart (it
+    resyncs as well as at its own dt); a model without an energy keeps its dt (and cannot be told
+    otherwise); a tick with no new state sends no frame (frames per second count states shown)."""
     import hwm_studio.ui.playing as playing
     from hwm_studio.play import live_dt
     from hwm_studio.pretrained import pixel_assets
@@ -289,9 +290,18 @@ def test_a_live_loop_steps_a_continuous_model_finer_and_only_new_states_become_f
     pixel = load_model(pixel_assets()["spring"]["hwm-pixels: hgn_mass_spring"])
     assert live_dt(hwm) == pytest.approx(0.025)
     assert live_dt(mlp) == mlp.dt
-    assert live_dt(pixel) == pixel.dt
+    assert live_dt(pixel) == pytest.approx(pixel.dt / 4)
     with pytest.raises(ValueError, match="steps only at its dt"):
         Player(mlp, get_system("pendulum", **mlp.config.system_params), dt=0.025)
+    spring = get_system("spring", **pixel.config.system_params)
+    with pytest.raises(ValueError, match="an integer"):
+        Player(pixel, spring, dt=0.05)
+    for dt in (pixel.dt, live_dt(pixel)):
+        read = Player(pixel, spring, dt=dt, seed=4)
+        assert read.stride * read.dt == pytest.approx(pixel.dt)
+        assert read.divergence() < 2e-4, dt  # the frames it read, their dt apart, give back the truth
+        read.advance(read.stride * 4)
+        assert read.divergence() < 2e-4, dt  # read dt / 4 apart as if dt: 3.6e-3 here
     finer = Player(hwm, get_system("pendulum", **hwm.config.system_params), dt=0.025)
     finer.hold([1.0])
     finer.advance(40)  # a second of held torque at dt / 2: the ledger still balances to the solver

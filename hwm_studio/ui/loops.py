@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 import panel as pn
+from panel.io.callbacks import PeriodicCallback
 
 
 class Ticker(Protocol):
@@ -22,7 +23,14 @@ Schedule = Callable[[Callable[[], None], int], Ticker | None]
 
 
 def served_schedule(tick: Callable[[], None], period_ms: int) -> Ticker | None:
-    """A served page's periodic callback (none outside a Bokeh document: a test, a bare kernel)."""
+    """A served page's periodic callback (none outside a Bokeh document: a test, a bare kernel).
+
+    In the background (Panel's own flag for its housekeeping callbacks), unlogged: otherwise every
+    tick adds and removes a busy event on `pn.state`, whose watchers took a quarter of the served
+    Play loop's CPU at 30+ ticks a second (py-spy), and blinks the page's busy indicator each time.
+    """
     if pn.state.curdoc is None:
         return None
-    return pn.state.add_periodic_callback(tick, period=period_ms)
+    ticker = PeriodicCallback(callback=tick, period=period_ms, background=True, log=False)
+    ticker.start()
+    return ticker
