@@ -9,7 +9,9 @@ the arrow keys, switching direction every 1.5 s. The page itself counts the fram
 server sends one only for a new state, so a redrawn state never counts) and, for each key change,
 the time until the first frame drawn that stepped under it (the surface writes both on its
 element); frames per second is the median over one-second windows. The server's CPU
-is its process's user + system time over the window (from /proc), divided by the sessions.
+is its process's user + system time over the window (from /proc), divided by the sessions; the
+browser's is all chromium processes' together, and the machine's busy time (/proc/stat) says
+whether the cores were saturated.
 Also plays a 60 s episode of random key changes on the default HWM without a browser and states
 its ledger's balance error against the energy scale (the range of H over the episode).
 Writes benchmarks/results/play_fps.json.
@@ -78,6 +80,27 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
+def _browser_cpu_seconds() -> float:
+    """User + system time of every chromium process now (the benchmark's browser is the only one)."""
+    total = 0.0
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            if b"chrom" not in (d / "cmdline").read_bytes():
+                continue
+            total += _cpu_seconds(int(d.name))
+        except (OSError, ValueError, IndexError):  # gone meanwhile
+            continue
+    return total
+
+
+def _machine_busy_seconds() -> float:
+    """CPU time the whole machine spent busy (all cores, /proc/stat: everything but idle and iowait)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
 def drive(label: str, sessions: int, seconds: float) -> dict:
     from playwright.sync_api import sync_playwright
 
@@ -110,6 +133,7 @@ def drive(label: str, sessions: int, seconds: float) -> dict:
                 return [int(s.get_attribute("data-drawn") or 0) for _, s in pages]
 
             counts, cpu0, t0 = [drawn()], _cpu_seconds(server.pid), time.time()
+            browser0, machine0 = _browser_cpu_seconds(), _machine_busy_seconds()
             keys = ["ArrowRight", "ArrowLeft"]
             held = [None] * sessions
             switch = 0.0
@@ -124,6 +148,7 @@ def drive(label: str, sessions: int, seconds: float) -> dict:
                 time.sleep(max(0.0, 1.0 - ((time.time() - t0) % 1.0)))
                 counts.append(drawn())
             cpu = _cpu_seconds(server.pid) - cpu0
+            browser_cpu, machine = _browser_cpu_seconds() - browser0, _machine_busy_seconds() - machine0
             elapsed = time.time() - t0
             latencies = []
             for _, s in pages:
@@ -144,6 +169,8 @@ def drive(label: str, sessions: int, seconds: float) -> dict:
         "key_to_frame_ms_median": [round(float(np.median(x)), 1) if x else None for x in latencies],
         "key_changes_timed": [len(x) for x in latencies],
         "server_cpu_per_session": round(cpu / elapsed / sessions, 3),
+        "browser_cpu_cores": round(browser_cpu / elapsed, 2),  # chromium, all its processes and pages
+        "machine_busy_cores": round(machine / elapsed, 2),  # of os.cpu_count()
         "screenshot": shot.name,
     }  # fmt: skip
 
@@ -229,12 +256,18 @@ def main() -> int:
     result = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, 1 torch thread",
               "ledger_60s": ledgers, "rows": rows}  # fmt: skip
     atomic_write_text(OUT, json.dumps(result, indent=1))
-    print("| model | sessions | frames/s (median, each) | key -> frame ms (median) | server CPU / session |")
-    print("|---|---|---|---|---|")
+    print(
+        "| model | sessions | frames/s (median, each) | key -> frame ms (median) | server CPU / session "
+        "| browser CPU | machine busy |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
         fps = ", ".join(f"{x:.0f}" for x in r["fps_median"])
         lat = ", ".join("-" if x is None else f"{x:.0f}" for x in r["key_to_frame_ms_median"])
-        print(f"| {r['model']} | {r['sessions']} | {fps} | {lat} | {r['server_cpu_per_session']:.0%} of a core |")
+        print(
+            f"| {r['model']} | {r['sessions']} | {fps} | {lat} | {r['server_cpu_per_session']:.0%} of a core "
+            f"| {r['browser_cpu_cores']:.2f} cores | {r['machine_busy_cores']:.2f} of {os.cpu_count()} cores |"
+        )
     return 0
 
 
