@@ -5,15 +5,18 @@ actions a person holds, with the model's energy ledger kept step by step.
 `advance` on each tick (as many steps as its `Pacer` says are due), `resync` when asked, and
 `episode` to save what was played. The model never sees the truth except through `resync`, so its
 drift stays visible (`divergence`). A state model re-encodes the true state; a pixel model reads
-the last k true frames (the truth steps k - 1 times at rest after a reset, so there are k to read)
-and its view is its own decoded frame. A model with an energy is stepped by the discrete-gradient
-scheme (physics/integrators/discrete_gradient.py) unless told otherwise: its ledger is exact per
+the last k true frames, its dt apart (the truth steps that long at rest after a reset, so there are
+k to read), and its view is its own decoded frame. A model with an energy plays at `live_dt`, a
+fraction of its dt, so that a frame, which only ever shows a new state, can come 30+ times a
+second. It is stepped by the discrete-gradient scheme (physics/integrators/discrete_gradient.py,
+traced with its exact work as physics.fused.FusedExactStep) unless told otherwise: its ledger is exact per
 step, so the balance error on screen is the solver's tolerance and rounding whatever was pressed,
 where the leapfrog the models train with leaves an O(dt^2) error that grows with the energy a held
 key pumps in. That field steps in float64 (a copy of the model's that follows its knobs and, by
 the tensors' version counters, its weights): a held torque spins a pendulum to q of hundreds of
 radians, where float32 rounding alone left the balance at 5e-4 of the energy range after a minute.
-The ledger is the rollout ledger of `physics.rollout`, summed over the ticks.
+The ledger sums those steps' exact work (or, stepped otherwise, the rollout ledger of
+`physics.rollout`) over the ticks.
 """
 
 from __future__ import annotations
