@@ -172,8 +172,8 @@ class Player:
         # one Yoshida-4 step per dt (4th order): the data's simulator takes four, a quarter of the speed,
         # which left the double pendulum's truth alone at 22 ms a step against the 10 ms real time allows
         self._truth_step = true_step(system, self.dt, substeps=1)
-        self._has_energy = model.hamiltonian_field is not None
-        self.integrator = (integrator or DiscreteGradient(iterations=1, tolerance=1e-13)) if self._has_energy else None
+        has_energy = model.hamiltonian_field is not None
+        self.integrator = (integrator or DiscreteGradient(iterations=1, tolerance=1e-13)) if has_energy else None
         self._field: PortHamiltonianField | None = None  # the float64 copy that steps (see the module doc)
         self._exact: FusedExactStep | None = None  # that copy's step traced, when stepped by the discrete gradient
         self._traced = traced
@@ -296,7 +296,7 @@ class Player:
                 if field is not None and self.integrator is not None:  # a model with an energy, stepped otherwise
                     traj = rollout(field, self.integrator, self._z, acts, self.dt, steps, record_energy=True)
                 else:
-                    traj = self.model.rollout_latent(self._z, actions, steps, record_energy=self._has_energy)
+                    traj = self.model.rollout_latent(self._z, actions, steps, record_energy=False)  # no energy
                 gained = {k: float(traj.ledger[k][0, -1]) for k in LEDGER_KEYS if k in traj.ledger}
                 self._z = traj.state(steps)
                 self._record_latent(traj.q[0, 1:], traj.p[0, 1:])
