@@ -79,6 +79,33 @@ def _freeze(traced: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
     return torch.jit.optimize_for_inference(frozen) if on_cpu else frozen
 
 
+def _knob_inputs(field: VectorField, like: Tensor) -> Tensor:
+    """The field's knobs (dissipation and residual scales) as the graph input they are traced as."""
+    if isinstance(field, PortHamiltonianField):
+        return torch.tensor(
+            [float(field.dissipation_scale), float(field.residual_scale)], dtype=like.dtype, device=like.device
+        )
+    return torch.ones(2, dtype=like.dtype, device=like.device)
+
+
+def _trace(module: nn.Module, field: VectorField, example: tuple[Tensor, ...]) -> _Graph:
+    """Trace `module` (which runs `field`) on `example` with every optional branch of the field on,
+    since its knobs are graph inputs; autograd inside the step cannot be traced (`NotFusable`)."""
+    saved = (field.dissipation_scale, field.residual_scale) if isinstance(field, PortHamiltonianField) else None
+    if saved is not None:
+        field.dissipation_scale, field.residual_scale = 1.0, 1.0
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
+            warnings.simplefilter("ignore", category=DeprecationWarning)  # see the module docstring
+            return _Graph(torch.jit.trace(module, example, check_trace=False))
+    except RuntimeError as exc:
+        raise NotFusable(f"cannot trace this field's step: {exc}") from exc
+    finally:
+        if saved is not None:
+            field.dissipation_scale, field.residual_scale = saved
+
+
 class _Graph:
     """One traced chunk, and its frozen twin while the weights it was frozen with stay unchanged."""
 
@@ -114,34 +141,12 @@ class FusedRollout:
         self.field, self.integrator, self.chunk = field, integrator, chunk
         self._graphs: dict[tuple, _Graph] = {}
 
-    def _scales(self, like: Tensor) -> Tensor:
-        f = self.field
-        if isinstance(f, PortHamiltonianField):
-            return torch.tensor(
-                [float(f.dissipation_scale), float(f.residual_scale)], dtype=like.dtype, device=like.device
-            )
-        return torch.ones(2, dtype=like.dtype, device=like.device)
-
     def _graph(self, q: Tensor, p: Tensor, u: Tensor, dt: Tensor, scales: Tensor, with_actions: bool) -> _Graph:
         n = u.shape[1]  # steps per chunk
         key = (tuple(q.shape), tuple(u.shape[1:]), q.dtype, q.device, self.integrator.name, with_actions)
         graph = self._graphs.get(key)
         if graph is None:
-            module = _Chunk(self.field, self.integrator, n, with_actions)
-            f = self.field
-            saved = (f.dissipation_scale, f.residual_scale) if isinstance(f, PortHamiltonianField) else None
-            if saved is not None:  # trace with every optional branch on: scales are inputs
-                f.dissipation_scale, f.residual_scale = 1.0, 1.0
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
-                    warnings.simplefilter("ignore", category=DeprecationWarning)  # see the module docstring
-                    graph = _Graph(torch.jit.trace(module, (q, p, u, dt, scales), check_trace=False))
-            except RuntimeError as exc:  # autograd inside the step cannot be traced
-                raise NotFusable(f"cannot trace this field's step: {exc}") from exc
-            finally:
-                if saved is not None:
-                    f.dissipation_scale, f.residual_scale = saved
+            graph = _trace(_Chunk(self.field, self.integrator, n, with_actions), self.field, (q, p, u, dt, scales))
             self._graphs[key] = graph
         return graph
 
@@ -169,7 +174,7 @@ class FusedRollout:
         if with_actions:
             u_all[:, :steps] = actions[:, :steps]
         dt_t = torch.tensor(float(dt), dtype=q.dtype, device=q.device)
-        scales = self._scales(q)
+        scales = _knob_inputs(self.field, q)
         qs, ps = [q[:, None]], [p[:, None]]
         with torch.inference_mode(False), torch.no_grad():  # trace and freeze with plain tensors
             example = (q.clone(), p.clone(), u_all[:, :chunk].clone(), dt_t.clone(), scales.clone())
@@ -247,19 +252,7 @@ class FusedExactStep:
         key = (tuple(q.shape), tuple(u.shape), q.dtype, q.device, with_actions)
         graph = self._graphs.get(key)
         if graph is None:
-            module = _ExactStep(self.field, self.integrator, self.sweeps, with_actions)
-            f = self.field
-            saved = f.dissipation_scale, f.residual_scale
-            f.dissipation_scale, f.residual_scale = 1.0, 1.0  # trace every optional branch: scales are inputs
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
-                    warnings.simplefilter("ignore", category=DeprecationWarning)  # see the module docstring
-                    graph = _Graph(torch.jit.trace(module, example, check_trace=False))
-            except RuntimeError as exc:
-                raise NotFusable(f"cannot trace this field's step: {exc}") from exc
-            finally:
-                f.dissipation_scale, f.residual_scale = saved
+            graph = _trace(_ExactStep(self.field, self.integrator, self.sweeps, with_actions), self.field, example)
             self._graphs[key] = graph
         return graph
 
@@ -273,9 +266,9 @@ class FusedExactStep:
         f, integ = self.field, self.integrator
         q, p = z0.q, z0.p
         with_actions = actions is not None and f.action_dim > 0
-        u_all = actions.to(q.dtype) if with_actions else torch.zeros(q.shape[0], steps, 1, dtype=q.dtype)
+        u_all = actions.to(q.dtype) if with_actions else q.new_zeros(q.shape[0], steps, 1)
         dt_t = torch.tensor(float(dt), dtype=q.dtype, device=q.device)
-        scales = torch.tensor([float(f.dissipation_scale), float(f.residual_scale)], dtype=q.dtype, device=q.device)
+        scales = _knob_inputs(f, q)
         with torch.inference_mode(False):
             graph = self._graph((q.clone(), p.clone(), u_all[:, 0].clone(), dt_t.clone(), scales.clone()), with_actions)
             run = graph.runnable(weights_version(f))
