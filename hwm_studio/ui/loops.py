@@ -11,7 +11,6 @@ from collections.abc import Callable
 from typing import Protocol
 
 import panel as pn
-from panel.io.callbacks import PeriodicCallback
 
 
 class Ticker(Protocol):
@@ -25,12 +24,14 @@ Schedule = Callable[[Callable[[], None], int], Ticker | None]
 def served_schedule(tick: Callable[[], None], period_ms: int) -> Ticker | None:
     """A served page's periodic callback (none outside a Bokeh document: a test, a bare kernel).
 
-    In the background (Panel's own flag for its housekeeping callbacks), unlogged: otherwise every
-    tick adds and removes a busy event on `pn.state`, whose watchers took a quarter of the served
-    Play loop's CPU at 30+ ticks a second (py-spy), and blinks the page's busy indicator each time.
+    Registered by Panel (so it is stopped with its session), then marked as running in the
+    background (`_background`, the flag Panel sets for its own housekeeping callbacks) and unlogged:
+    otherwise every tick adds and removes a busy event on `pn.state`, whose watchers took a quarter
+    of the served Play loop's CPU at 30+ ticks a second (py-spy), and blinks the busy indicator.
     """
     if pn.state.curdoc is None:
         return None
-    ticker = PeriodicCallback(callback=tick, period=period_ms, background=True, log=False)
+    ticker = pn.state.add_periodic_callback(tick, period=period_ms, start=False)
+    ticker._background, ticker.log = True, False
     ticker.start()
     return ticker
