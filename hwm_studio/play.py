@@ -174,9 +174,15 @@ class Player:
         self._truth_step = true_step(system, self.dt, substeps=1)
         has_energy = model.hamiltonian_field is not None
         self.integrator = (integrator or DiscreteGradient(iterations=1, tolerance=1e-13)) if has_energy else None
-        self._field: PortHamiltonianField | None = None  # the float64 copy that steps (see the module doc)
-        self._exact: FusedExactStep | None = None  # that copy's step traced, when stepped by the discrete gradient
-        self._traced = traced
+        # The float64 copy that steps (see the module doc) and its traced step, made once per player:
+        # a reset keeps both (the copy follows the model's knobs and weights at every step), so the
+        # R key does not pay a new trace and freeze (~0.7 s on the pendulum).
+        source = model.hamiltonian_field
+        self._field: PortHamiltonianField | None = None if source is None else copy.deepcopy(source).double()
+        self._weights_seen = None if source is None else weights_version(source)
+        solves = isinstance(self.integrator, DiscreteGradient) and self.integrator.tolerance is not None
+        exact = traced and solves and self._field is not None
+        self._exact = FusedExactStep(self._field, self.integrator) if exact else None  # type: ignore[arg-type]
         self._dtype = next(model.parameters()).dtype
         self._held = np.zeros(system.action_dim)
         self.pixels = model.sees_pixels
@@ -189,13 +195,6 @@ class Player:
     # --- controls ---------------------------------------------------------------------------
     def reset(self, seed: int = 0) -> None:
         """A new episode from the system's sampler at `seed`: the model encodes the true start."""
-        source = self.model.hamiltonian_field
-        if source is not None:
-            self._field = copy.deepcopy(source).double()
-            self._weights_seen = weights_version(source)
-            solves = isinstance(self.integrator, DiscreteGradient) and self.integrator.tolerance is not None
-            exact = self._traced and solves
-            self._exact = FusedExactStep(self._field, self.integrator) if exact else None  # type: ignore[arg-type]
         start = self.system.sample_initial(1, torch.Generator().manual_seed(int(seed)))
         self.truth = start
         self.steps = 0
