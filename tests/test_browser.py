@@ -121,12 +121,13 @@ def test_page_loads_with_every_view_and_no_console_errors(served, browser) -> No
     page.wait_for_timeout(1500)
     _shot(page, "studio_compare.png")
     page.get_by_text("Explore", exact=True).first.click()
-    assert not studio.couplings.pane.visible
+    assert not studio.explore.couplings.pane.visible
     page.locator("select").nth(0).select_option("chain")  # System
-    _wait(lambda: studio.result is not None and studio.result.system_title == "Spring chain", timeout=60)
+    session = studio.session
+    _wait(lambda: session.result is not None and session.result.system_title == "Spring chain", timeout=60)
     page.get_by_text("learned couplings (RMS pair force on the true states)").first.wait_for()
-    assert studio.couplings.pane.visible
-    assert studio.couplings.edges.data["label"] == [f"{v:.2f}" for v in studio.result.couplings.values()]
+    assert studio.explore.couplings.pane.visible
+    assert studio.explore.couplings.edges.data["label"] == [f"{v:.2f}" for v in session.result.couplings.values()]
     page.wait_for_timeout(1500)
     _shot(page, "studio_chain_couplings.png")
     page.get_by_text("Data efficiency", exact=True).first.click()
@@ -140,16 +141,16 @@ def test_page_loads_with_every_view_and_no_console_errors(served, browser) -> No
 def test_moving_the_action_slider_redraws_phase_and_energy(served, browser) -> None:
     errors: list[str] = []
     page, studio = _session(served, browser, errors)
-    q_before = np.array(studio.phase.model.data["q"])
-    work_before = np.array(studio.energy.source.data["control_work"])
+    q_before = np.array(studio.explore.phase.model.data["q"])
+    work_before = np.array(studio.explore.energy.source.data["control_work"])
     phase_canvas = page.locator(".bk-Canvas").first
     pixels_before = phase_canvas.screenshot()
     handle = page.locator(".noUi-handle").first  # the first slider: Action 1
     handle.focus()
     handle.press("End")
-    _wait(lambda: studio.action_0 > 0.5)
-    _wait(lambda: not np.allclose(studio.phase.model.data["q"], q_before))
-    assert np.abs(studio.energy.source.data["control_work"]).max() > np.abs(work_before).max()
+    _wait(lambda: studio.explore.action_0 > 0.5)
+    _wait(lambda: not np.allclose(studio.explore.phase.model.data["q"], q_before))
+    assert np.abs(studio.explore.energy.source.data["control_work"]).max() > np.abs(work_before).max()
     page.wait_for_timeout(1000)
     assert phase_canvas.screenshot() != pixels_before  # the browser redrew it
     _shot(page, "studio_action.png")
@@ -181,13 +182,14 @@ def test_two_sessions_do_not_interfere(served, browser) -> None:
     _wait(lambda: len(studios) >= n_before + 2)
     sa, sb = studios[-2], studios[-1]
     assert sa is not sb
-    assert sa.scene.model is not sb.scene.model  # each session owns its model (knobs are per session)
-    q_b = np.array(sb.phase.model.data["q"])
+    assert sa.session.model is not sb.session.model  # each session owns its model (knobs are per session)
+    ea, eb = sa.explore, sb.explore
+    q_b = np.array(eb.phase.model.data["q"])
     handle = a.locator(".noUi-handle").first
     handle.focus()
     handle.press("End")
-    _wait(lambda: max(sa.action_0, sb.action_0) > 0.5)
-    still = sb if sa.action_0 > 0.5 else sa
+    _wait(lambda: max(ea.action_0, eb.action_0) > 0.5)
+    still = eb if ea.action_0 > 0.5 else ea
     assert still.action_0 == 0.0
     np.testing.assert_array_equal(np.array(still.phase.model.data["q"]), q_b)
     assert errors == []
@@ -200,15 +202,15 @@ def test_a_pixel_model_shows_decoded_video_and_its_latent(served, browser) -> No
     page, studio = _session(served, browser, errors)
     selects = page.locator("select")
     selects.nth(0).select_option("two_body")  # System
-    _wait(lambda: studio.system == "two_body")
-    label = next(o for o in studio.param.model_name.objects if o.startswith("hwm-pixels"))
+    _wait(lambda: studio.session.system == "two_body")
+    label = next(o for o in studio.session.param.model_name.objects if o.startswith("hwm-pixels"))
     selects.nth(1).select_option(label=label, timeout=90_000)  # Model (the options arrive with the system's)
-    _wait(lambda: studio.result is not None and studio.result.reads_frames, timeout=60)
+    _wait(lambda: studio.session.result is not None and studio.session.result.reads_frames, timeout=60)
     # the phase portrait's title is drawn on the canvas (no DOM text): checked on the session's figure
-    _wait(lambda: "aligned on its readings" in studio.phase.figure.title.text)
+    _wait(lambda: "aligned on its readings" in studio.explore.phase.figure.title.text)
     page.get_by_text("pixel MSE").first.wait_for()
     page.wait_for_timeout(1500)
-    assert studio.video.source.data["image"][1].shape == (32, 32)  # the model's own 32x32 frames
+    assert studio.explore.video.source.data["image"][1].shape == (32, 32)  # the model's own 32x32 frames
     _shot(page, "studio_pixels.png")
     assert errors == []
     page.close()
@@ -299,7 +301,7 @@ def test_play_drives_both_action_dims_of_a_two_action_system(served, browser, sy
     errors: list[str] = []
     page, studio = _session(served, browser, errors)
     page.locator("select").nth(0).select_option(system)  # System
-    _wait(lambda: studio.system == system and studio.scene.model is not None, timeout=90)
+    _wait(lambda: studio.session.system == system and studio.session.scene.model is not None, timeout=90)
     page.get_by_text("Play", exact=True).first.click()
     page.get_by_role("button", name="Pause (P)").click()
     _wait(lambda: studio.play.player is not None and not studio.play.paused, timeout=60)

@@ -55,4 +55,4 @@ def test_a_broken_results_file_is_a_clear_error_and_the_studio_shows_it(tmp_path
     monkeypatch.setattr(studio_module, "load_results", lambda: efficiency.load_results(tmp_path / "bad.json"))
     studio = studio_module.Studio(workspace=Workspace(tmp_path / "ws"))
     assert "Cannot read the data-efficiency results" in studio.efficiency.note.object
-    assert studio.result is not None  # the rest of the studio works
+    assert studio.session.result is not None  # the rest of the studio works

@@ -125,27 +125,27 @@ def test_every_view_and_panel_renders_alone_and_inside_ipywidgets(studio) -> Non
         assert pn.panel(part).get_root(Document()) is not None, name
     # the whole studio, and a view that is already shown somewhere else, moved into a widget
     assert pn.panel(studio).get_root(Document()) is not None
-    assert isinstance(nb.ipywidget(studio.phase), ipywidgets.DOMWidget)
+    assert isinstance(nb.ipywidget(studio.explore.phase), ipywidgets.DOMWidget)
     # the 3D view only when the vtk extension is loaded (an inline page cannot carry vtk.js); earlier
     # test modules in the same process may have loaded it
     vtk_loaded = "vtk" in pn.extension._loaded_extensions
-    assert (studio.entity3d is not None) == vtk_loaded
+    assert (studio.explore.entity3d is not None) == vtk_loaded
 
 
 def test_ipywidgets_values_drive_the_studio_both_ways(studio) -> None:
     from hwm_studio.ui import notebook as nb
 
-    q_before = np.array(studio.phase.model.data["q"])
-    slider = nb.ipywidget_slider(studio, "action_0")
+    q_before = np.array(studio.explore.phase.model.data["q"])
+    slider = nb.ipywidget_slider(studio.explore, "action_0")
     assert (slider.min, slider.max) == (-1.0, 1.0)
     slider.value = 0.7
-    assert studio.action_0 == pytest.approx(0.7)
-    assert not np.allclose(studio.phase.model.data["q"], q_before)
-    studio.action_0 = -0.2
+    assert studio.explore.action_0 == pytest.approx(0.7)
+    assert not np.allclose(studio.explore.phase.model.data["q"], q_before)
+    studio.explore.action_0 = -0.2
     assert slider.value == pytest.approx(-0.2)
-    steps = nb.ipywidget_slider(studio, "steps")
+    steps = nb.ipywidget_slider(studio.explore, "steps")
     steps.value = 120
-    assert len(studio.phase.truth.data["q"]) == 121
+    assert len(studio.explore.phase.truth.data["q"]) == 121
 
 
 def test_helpers_script_a_lesson_and_send_changes_to_the_notebook(studio, notebook_view, monkeypatch) -> None:
@@ -163,17 +163,17 @@ def test_helpers_script_a_lesson_and_send_changes_to_the_notebook(studio, notebo
 
     monkeypatch.setattr(pnb, "push", push)
     monkeypatch.setattr(pn.config, "inline", True)  # as pn.extension(inline=True)
-    doc, _root = notebook_view(studio.phase)
-    phase_source = studio.phase.model.id
+    doc, _root = notebook_view(studio.explore.phase)
+    phase_source = studio.explore.phase.model.id
     nb.set_action(studio, 0.5, schedule="sine", period=3.0)
-    assert (studio.action_0, studio.schedule, studio.period) == (0.5, "sine", 3.0)
+    assert (studio.explore.action_0, studio.explore.schedule, studio.explore.period) == (0.5, "sine", 3.0)
     assert sent
     assert sent[-1][0] is doc
     assert phase_source in sent[-1][1]
     assert nb.step(studio, 25) == 25
-    assert studio._player.value == 25  # the player widget moves with it
+    assert studio.explore._player.value == 25  # the player widget moves with it
     assert nb.replay(studio, frames=5, fps=1000) == 30
-    assert nb.step(studio, 10_000) == studio.steps
+    assert nb.step(studio, 10_000) == studio.explore.steps
 
     # the Plan tab, shown as its own output; an inline page must get no CDN stylesheet
     pdoc, _ = notebook_view(studio.planning)
@@ -191,8 +191,8 @@ def test_helpers_script_a_lesson_and_send_changes_to_the_notebook(studio, notebo
     status = nb.train(studio, steps=30, kind="mlp")
     assert "completed after 30 steps" in status
     assert len(studio.training.loss_source.data["loss"]) == 30
-    assert studio.model_name == nb.LIVE
-    assert studio.result is not None
+    assert studio.session.model_name == nb.LIVE
+    assert studio.session.result is not None
 
 
 # --- every notebook, top to bottom --------------------------------------------------------------------

@@ -27,81 +27,81 @@ def studio(tmp_path):
 
 
 def test_opens_on_the_pretrained_default_with_every_view_filled(studio) -> None:
-    assert studio.model_name == "hwm"
-    assert not studio.couplings.pane.visible  # one pendulum: no pairs to draw
-    assert studio.baseline_name == "mlp"
-    r = studio.result
+    assert studio.session.model_name == "hwm"
+    assert not studio.explore.couplings.pane.visible  # one pendulum: no pairs to draw
+    assert studio.session.baseline_name == "mlp"
+    r = studio.session.result
     assert r is not None
-    assert len(studio.phase.truth.data["q"]) == studio.steps + 1
-    assert len(studio.phase.model.data["q"]) == studio.steps + 1
-    assert len(studio.phase.arrows.data["x0"]) > 0
-    assert len(studio.energy.source.data["total"]) == studio.steps + 1
-    assert np.isfinite(studio.energy.source.data["balance_error"]).all()
-    assert studio.video.source.data["image"][0].shape == (64, 64)
-    assert "VPT" in studio.metrics.summary.object
+    assert len(studio.explore.phase.truth.data["q"]) == studio.explore.steps + 1
+    assert len(studio.explore.phase.model.data["q"]) == studio.explore.steps + 1
+    assert len(studio.explore.phase.arrows.data["x0"]) > 0
+    assert len(studio.explore.energy.source.data["total"]) == studio.explore.steps + 1
+    assert np.isfinite(studio.explore.energy.source.data["balance_error"]).all()
+    assert studio.explore.video.source.data["image"][0].shape == (64, 64)
+    assert "VPT" in studio.explore.metrics.summary.object
     # numbers on screen are the scene's numbers
-    np.testing.assert_array_equal(studio.energy.source.data["truth_total"], r.truth_energy)
+    np.testing.assert_array_equal(studio.explore.energy.source.data["truth_total"], r.truth_energy)
 
 
 def test_action_slider_changes_phase_portrait_and_energy(studio) -> None:
-    q_before = np.array(studio.phase.model.data["q"])
-    work_before = np.array(studio.energy.source.data["control_work"])
-    studio.action_0 = 0.8
-    assert not np.allclose(q_before, studio.phase.model.data["q"])
-    assert np.abs(studio.energy.source.data["control_work"]).max() > np.abs(work_before).max() + 1e-3
+    q_before = np.array(studio.explore.phase.model.data["q"])
+    work_before = np.array(studio.explore.energy.source.data["control_work"])
+    studio.explore.action_0 = 0.8
+    assert not np.allclose(q_before, studio.explore.phase.model.data["q"])
+    assert np.abs(studio.explore.energy.source.data["control_work"]).max() > np.abs(work_before).max() + 1e-3
 
 
 def test_knobs_reach_the_model(studio) -> None:
-    studio.dissipation_scale = 0.0
-    studio.residual_scale = 0.0
-    assert np.allclose(studio.energy.source.data["dissipated"], 0.0)
-    assert np.allclose(studio.energy.source.data["residual_work"], 0.0)
-    h = np.array(studio.energy.source.data["total"])
+    studio.explore.dissipation_scale = 0.0
+    studio.explore.residual_scale = 0.0
+    assert np.allclose(studio.explore.energy.source.data["dissipated"], 0.0)
+    assert np.allclose(studio.explore.energy.source.data["residual_work"], 0.0)
+    h = np.array(studio.explore.energy.source.data["total"])
     assert np.abs(h - h[0]).max() < 0.02 * np.abs(h).max()  # pure Hamiltonian: energy conserved
-    studio.dissipation_scale = 2.0
-    assert studio.energy.source.data["dissipated"][-1] > 0
-    studio.integrator = "yoshida4"
-    assert studio.scene.model.knobs()["integrator"] == "yoshida4"
+    studio.explore.dissipation_scale = 2.0
+    assert studio.explore.energy.source.data["dissipated"][-1] > 0
+    studio.explore.integrator = "yoshida4"
+    assert studio.session.scene.model.knobs()["integrator"] == "yoshida4"
 
 
 def test_click_sets_the_initial_state_and_reset_restores_it(studio) -> None:
-    studio._on_tap(Tap(model=studio.phase.figure, x=0.5, y=-1.0))
-    assert studio.phase.start.data["q"][0] == pytest.approx(0.5)
-    assert studio.phase.start.data["p"][0] == pytest.approx(-1.0)
-    assert studio.result.truth_q[0, 0, 0] == pytest.approx(0.5)
-    studio.reset_initial()
-    assert studio.phase.start.data["q"][0] != pytest.approx(0.5)
+    studio.explore._on_tap(Tap(model=studio.explore.phase.figure, x=0.5, y=-1.0))
+    assert studio.explore.phase.start.data["q"][0] == pytest.approx(0.5)
+    assert studio.explore.phase.start.data["p"][0] == pytest.approx(-1.0)
+    assert studio.session.result.truth_q[0, 0, 0] == pytest.approx(0.5)
+    studio.explore.reset_initial()
+    assert studio.explore.phase.start.data["q"][0] != pytest.approx(0.5)
 
 
 def test_systems_and_entities_switch(studio) -> None:
-    studio.system = "chain"
-    assert studio.param.entity.objects == [f"chain[{i}]" for i in range(4)]
-    assert studio.result.truth_q.shape[1] == 4
-    studio.entity = "chain[2]"
-    np.testing.assert_allclose(studio.phase.truth.data["q"], studio.result.truth_q[:, 2, 0])
+    studio.session.system = "chain"
+    assert studio.explore.param.entity.objects == [f"chain[{i}]" for i in range(4)]
+    assert studio.session.result.truth_q.shape[1] == 4
+    studio.explore.entity = "chain[2]"
+    np.testing.assert_allclose(studio.explore.phase.truth.data["q"], studio.session.result.truth_q[:, 2, 0])
     # the coupling graph: one line per pair the model holds, labelled with the scene's own numbers
-    assert studio.couplings.pane.visible
-    edges, couplings = studio.couplings.edges.data, studio.result.couplings
+    assert studio.explore.couplings.pane.visible
+    edges, couplings = studio.explore.couplings.edges.data, studio.session.result.couplings
     assert len(couplings) >= 3
     assert edges["label"] == [f"{v:.2f}" for v in couplings.values()]
-    assert list(studio.couplings.nodes.data["name"]) == studio.param.entity.objects
-    studio.system = "three_body"
-    studio.coord = 1
-    np.testing.assert_allclose(studio.phase.truth.data["q"], studio.result.truth_q[:, 0, 1])
+    assert list(studio.explore.couplings.nodes.data["name"]) == studio.explore.param.entity.objects
+    studio.session.system = "three_body"
+    studio.explore.coord = 1
+    np.testing.assert_allclose(studio.explore.phase.truth.data["q"], studio.session.result.truth_q[:, 0, 1])
 
 
 def test_compare_shows_both_models_from_the_same_state(studio) -> None:
-    assert studio.baseline is not None
-    np.testing.assert_array_equal(studio.baseline.truth_q, studio.result.truth_q)
+    assert studio.session.baseline is not None
+    np.testing.assert_array_equal(studio.session.baseline.truth_q, studio.session.result.truth_q)
     assert not np.allclose(studio.compare.base_phase.model.data["p"], studio.compare.model_phase.model.data["p"])
-    assert len(studio.metrics.other.data["error"]) == studio.steps + 1
+    assert len(studio.explore.metrics.other.data["error"]) == studio.explore.steps + 1
 
 
 def test_frames_follow_the_player(studio) -> None:
-    first = studio.video.source.data["image"][0].copy()
-    studio.frame = 150
-    assert not np.array_equal(first, studio.video.source.data["image"][0])
-    assert studio.phase.now.data["q"][0] == pytest.approx(studio.result.truth_q[150, 0, 0])
+    first = studio.explore.video.source.data["image"][0].copy()
+    studio.session.frame = 150
+    assert not np.array_equal(first, studio.explore.video.source.data["image"][0])
+    assert studio.explore.phase.now.data["q"][0] == pytest.approx(studio.session.result.truth_q[150, 0, 0])
 
 
 def test_bad_workspace_files_give_a_message_and_the_session_keeps_working(studio, tmp_path) -> None:
@@ -112,8 +112,8 @@ def test_bad_workspace_files_give_a_message_and_the_session_keeps_working(studio
     studio.training.start()
     assert "Cannot train on this data" in studio.training.status.object
     assert studio.training.job is None
-    studio.action_0 = 0.3  # still alive
-    assert studio.result is not None
+    studio.explore.action_0 = 0.3  # still alive
+    assert studio.session.result is not None
     with pytest.raises(WorkspaceError):
         ws.path("../outside.npz")
     with pytest.raises(WorkspaceError):
@@ -150,20 +150,18 @@ def test_training_job_streams_metrics_pauses_and_stops(tmp_path) -> None:
 
 def test_in_app_training_feeds_the_live_model(studio) -> None:
     studio.training.steps.value = 60
-    studio._poll = object()  # no server loop in a unit test: poll by hand
     studio.training.start()
     assert studio.training.job is not None
     studio.training.job.join(120)
     studio.training.poll()
     assert len(studio.training.loss_source.data["loss"]) > 0
-    assert LIVE in studio.param.model_name.objects
-    studio.model_name = LIVE
-    assert studio.result is not None
+    assert LIVE in studio.session.param.model_name.objects
+    studio.session.model_name = LIVE
+    assert studio.session.result is not None
     studio.training.save_name.value = "from_ui"
     studio.training.save()
     assert "runs/from_ui" in studio.training.status.object
-    assert "run: from_ui" in studio.param.model_name.objects
-    studio._poll = None
+    assert "run: from_ui" in studio.session.param.model_name.objects
     studio.close()
 
 
@@ -173,56 +171,54 @@ def test_a_workspace_data_file_trains(studio) -> None:
     studio.training.data.options = ["simulate the selected system", *studio.workspace.data_files()]
     studio.training.data.value = "pend.npz"
     studio.training.steps.value = 20
-    studio._poll = object()
     studio.training.start()
     studio.training.job.join(60)
     studio.training.poll()
     assert "Training completed" in studio.training.status.object
-    studio._poll = None
 
 
 def test_a_pixel_model_shows_its_decoded_frames_and_its_latent_over_the_truth(studio) -> None:
-    studio.system = "pendulum"
-    pixel = [o for o in studio.param.model_name.objects if o.startswith("hwm-pixels")]
+    studio.session.system = "pendulum"
+    pixel = [o for o in studio.session.param.model_name.objects if o.startswith("hwm-pixels")]
     assert pixel, "the HGN pendulum pixel model is offered for the pendulum"
-    studio.model_name = pixel[0]
-    r = studio.result
+    studio.session.model_name = pixel[0]
+    r = studio.session.result
     assert r.reads_frames
     assert r.vpt is None
     assert r.context == 2
     k = r.context
     # the phase portrait draws the truth, and the model's latent through the map fitted on its
     # readings of the true frames: its predicted angle follows the true one
-    np.testing.assert_array_equal(studio.phase.truth.data["q"], r.truth_q[:, 0, 0])
-    np.testing.assert_array_equal(studio.phase.model.data["q"], r.model_q[:, 0, 0])
+    np.testing.assert_array_equal(studio.explore.phase.truth.data["q"], r.truth_q[:, 0, 0])
+    np.testing.assert_array_equal(studio.explore.phase.model.data["q"], r.model_q[:, 0, 0])
     assert np.isnan(r.model_q[:k]).all()
     assert np.isfinite(r.model_q[k:]).all()
     gap = np.arctan2(
         np.sin(r.model_q[k : k + 20] - r.truth_q[k : k + 20]), np.cos(r.model_q[k : k + 20] - r.truth_q[k : k + 20])
     )
     assert np.abs(gap).max() < 0.2
-    assert len(studio.phase.arrows.data["x0"]) > 0
-    assert "aligned" in studio.phase.figure.title.text
+    assert len(studio.explore.phase.arrows.data["x0"]) > 0
+    assert "aligned" in studio.explore.phase.figure.title.text
     # its bodies in the 3D view are where its decoder draws them, beside the truth's
     bob = get_system("pendulum").positions(torch.as_tensor(r.truth_q[k : k + 20])).numpy()
     assert np.abs(r.model_positions[k : k + 20] - bob).max() < 0.2
     # the video shows truth | decoded | error at the model's own frame size; the error is computed
-    studio.frame = 40
-    truth, _decoded, _err = studio.video.source.data["image"]
+    studio.session.frame = 40
+    truth, _decoded, _err = studio.explore.video.source.data["image"]
     assert truth.shape == (32, 32)
-    np.testing.assert_array_equal(r.model_frames[40], studio.scene.frames(r, 40)[1])
+    np.testing.assert_array_equal(r.model_frames[40], studio.session.scene.frames(r, 40)[1])
     mse = ((r.model_frames[40].astype(float) - r.truth_frames[40]) / 255) ** 2
     assert r.error[40] == pytest.approx(mse.mean())
-    assert "pixel MSE" in studio.metrics.summary.object
+    assert "pixel MSE" in studio.explore.metrics.summary.object
     # the same model decodes what it predicts: a different start gives different frames
     before = r.model_frames.copy()
-    studio.seed = 3
-    assert not np.array_equal(before, studio.result.model_frames)
+    studio.explore.seed = 3
+    assert not np.array_equal(before, studio.session.result.model_frames)
     # the unstructured pixel baseline, picked with it, compares like with like
-    assert studio.baseline_name.startswith("mlp-pixels")
-    assert studio.baseline is not None
-    assert studio.baseline.reads_frames
-    assert len(studio.metrics.other.data["error"]) == studio.steps + 1
+    assert studio.session.baseline_name.startswith("mlp-pixels")
+    assert studio.session.baseline is not None
+    assert studio.session.baseline.reads_frames
+    assert len(studio.explore.metrics.other.data["error"]) == studio.explore.steps + 1
 
 
 def test_the_train_tab_offers_pixel_kinds_and_shows_a_runs_warning(studio) -> None:
@@ -259,14 +255,14 @@ def test_plan_draws_candidates_elites_and_the_chosen_future(studio) -> None:
     assert drawn is not None, plan.status.object
     assert len(plan.candidates_src.data["xs"]) == 64
     assert len(plan.elites_src.data["xs"]) == 6  # 64 // 10
-    np.testing.assert_allclose(plan.chosen_src.data["q"][0], studio.result.truth_q[0, 0, 0], rtol=1e-5)
+    np.testing.assert_allclose(plan.chosen_src.data["q"][0], studio.session.result.truth_q[0, 0, 0], rtol=1e-5)
     assert len(plan.chosen_src.data["q"]) == 21
     assert len(plan.plan_u_src.data["u"]) == 20
     bound = get_system("pendulum").action_bound
     assert np.abs(drawn.actions).max() <= bound + 1e-9
     assert np.isfinite(drawn.best_cost)
     # a pixel model is refused with a reason, not planned with
-    studio.model_name = next(o for o in studio.param.model_name.objects if o.startswith("hwm-pixels"))
+    studio.session.model_name = next(o for o in studio.session.param.model_name.objects if o.startswith("hwm-pixels"))
     assert plan.plan() is None
     assert "state model" in plan.status.object
 
@@ -312,22 +308,65 @@ def test_the_play_tab_follows_the_selection_and_is_freed_with_the_session(studio
     assert play.save_episode() is None  # nothing played yet: a message, not a file or a traceback
     assert "nothing is playing" in play.status
     assert play.start()
-    assert play.player.model is studio.scene.model
+    assert play.player.model is studio.session.scene.model
     play.step_once()
     assert play.player.steps == 1
     name = play.export_video()  # model | truth as mp4 in the workspace
     assert name.endswith(".mp4")
     assert studio.workspace.path(name).stat().st_size > 0
-    label = next(o for o in studio.param.model_name.objects if o != "hwm")
-    studio.model_name = label  # another model: the old player goes, and the loop waits for a start
+    label = next(o for o in studio.session.param.model_name.objects if o != "hwm")
+    studio.session.model_name = label  # another model: the old player goes, and the loop waits for a start
     assert play.player is None
     assert play.paused
-    studio.system = "spring"
-    pixel = next(o for o in studio.param.model_name.objects if o.startswith("hwm-pixels"))
-    studio.model_name = pixel
+    studio.session.system = "spring"
+    pixel = next(o for o in studio.session.param.model_name.objects if o.startswith("hwm-pixels"))
+    studio.session.model_name = pixel
     assert play.start()  # a pixel model plays on the system it was trained on
     assert play.player.pixels
-    assert play.player.system.params["k"] == studio.scene.model.config.system_params["k"]
+    assert play.player.system.params["k"] == studio.session.scene.model.config.system_params["k"]
     studio.close()
     assert play.player is None
     assert not play.looping
+
+
+def test_each_tab_is_a_component_reading_one_session(tmp_path) -> None:
+    """Explore, Compare, Plan and Play need only the shared session: Explore built on a bare Session
+    publishes its rollout there, Compare draws what is published, Plan starts from the session's
+    frame and Play drives the session's model; the studio only composes and wires them."""
+    from hwm_studio.ui.compare import ComparePanel
+    from hwm_studio.ui.explore import ExplorePanel
+    from hwm_studio.ui.session import Session
+
+    session = Session(Workspace(tmp_path / "ws"), system="chain")
+    session.refresh_models()
+    session.load_models()
+    explore = ExplorePanel(session, show_3d=False)
+    compare = ComparePanel(session, explore.metrics)
+    explore.system_changed()
+    explore.models_changed()
+    r = session.result
+    assert r is not None
+    assert r.truth_q.shape[1] == 4
+    np.testing.assert_array_equal(compare.model_phase.truth.data["q"], r.truth_q[:, 0, 0])
+    explore.entity = "chain[3]"  # one recompute: a new rollout, drawn by both tabs on the new plane
+    assert session.result is not r
+    assert session.rollout.entity == 3
+    np.testing.assert_array_equal(compare.model_phase.truth.data["q"], session.result.truth_q[:, 3, 0])
+    assert explore.step(40) == session.frame == 40
+    q0, _ = session.true_state()
+    np.testing.assert_array_equal(q0, session.result.truth_q[40])
+
+    studio = Studio(workspace=Workspace(tmp_path / "ws2"))
+    studio.session.system = "chain"  # one change reaches every tab
+    assert studio.explore.param.entity.objects == [f"chain[{i}]" for i in range(4)]
+    assert studio.session.rollout.result.truth_q.shape[1] == 4
+    studio.explore.step(25)
+    ctx = studio.plan_context()
+    np.testing.assert_array_equal(ctx.q0, studio.session.result.truth_q[25])
+    assert ctx.model is studio.session.model
+    assert studio.play_source()[0] is studio.session.model
+    from hwm_studio.ui import notebook as nb
+
+    with pytest.raises(ValueError, match="no studio control named 'wrong'"):
+        nb.set_controls(studio, wrong=1)
+    studio.close()

@@ -1,7 +1,7 @@
 """The Compare tab: the model and the baseline rolled out from the same state under the same actions.
 
 `ComparePanel` owns its views (both phase portraits, the true H along each rollout, the error of
-each against time); the studio hands it each recompute's two results, and it draws nothing else.
+each against time) and draws the session's `rollout` whenever the Explore tab publishes a new one.
 The error curves read the Explore tab's metrics sources, so both tabs show the same numbers.
 """
 
@@ -14,26 +14,29 @@ import panel as pn
 from bokeh.models import ColumnDataSource
 from bokeh.plotting import figure
 
-from hwm_studio.scene import SceneResult
+from hwm_studio.ui.session import Rollout, Session
 from hwm_studio.ui.views import MODEL, OTHER, TOOLS, TRUTH, MetricsView, PhaseView
 
 
 class ComparePanel(pn.viewable.Viewer):
-    def __init__(self, metrics: MetricsView, **params: Any) -> None:
+    def __init__(self, session: Session, metrics: MetricsView, **params: Any) -> None:
         super().__init__(**params)
+        self.session = session
         self.metrics = metrics
         self.model_phase = PhaseView("Model", model_colour=MODEL)
         self.base_phase = PhaseView("Baseline", model_colour=OTHER)
         self.energy_source = ColumnDataSource({k: [] for k in ("t", "truth", "model", "base")})
+        session.param.watch(lambda e: self.update(e.new), ["rollout"])
 
-    def update(
-        self, r: SceneResult, b: SceneResult | None, entity: int, coord: int,
-        plane: dict | None, base_plane: dict | None, frame: int,
-    ) -> None:  # fmt: skip
-        """One recompute: the model's result `r`, the baseline's `b` (None: not comparable)."""
-        self.model_phase.update(r, entity, coord, plane, frame)
+    def update(self, rollout: Rollout | None) -> None:
+        """Draw one recompute: the model's result, and the baseline's when it is comparable."""
+        if rollout is None:
+            return
+        r, b = rollout.result, rollout.baseline
+        frame = min(self.session.frame, r.steps)
+        self.model_phase.update(r, rollout.entity, rollout.coord, rollout.plane, frame)
         if b is not None:
-            self.base_phase.update(b, entity, coord, base_plane, frame)
+            self.base_phase.update(b, rollout.entity, rollout.coord, rollout.base_plane, frame)
         base_h = b.model_true_energy if b is not None else np.full_like(r.t, np.nan)
         self.energy_source.data = {"t": r.t, "truth": r.truth_energy, "model": r.model_true_energy, "base": base_h}
 

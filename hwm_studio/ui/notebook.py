@@ -6,7 +6,7 @@
     from hwm_studio.ui import notebook as nb
 
     studio = hwm_studio.studio()       # the whole studio; the last expression of a cell displays it
-    studio.phase                       # or any view / panel on its own (see `components`)
+    studio.explore.phase               # or any view / panel on its own (see `components`)
     nb.set_action(studio, 0.6)         # a lesson scripts a demonstration
     nb.step(studio, 40)
     nb.train(studio, steps=200)
@@ -35,8 +35,9 @@ import param
 
 from hwm_studio.ui.plan import Drawn
 from hwm_studio.ui.playing import PlayPanel
+from hwm_studio.ui.session import LIVE
 from hwm_studio.ui.studio import Studio
-from hwm_studio.ui.train import LIVE, SIMULATE
+from hwm_studio.ui.train import SIMULATE
 from hwm_studio.workspace import Workspace
 
 
@@ -52,7 +53,8 @@ def studio(three_d: bool | None = None, workspace: Workspace | str | None = None
             else ./workspace).
         threads: torch threads for this kernel (the served studio uses 1: its rollouts are many tiny
             ops, which threads only slow down); None leaves torch's setting alone.
-        **params: the studio's controls, e.g. system="chain", steps=200, action_0=0.3.
+        **params: the session's selectors and the Explore tab's controls, e.g. system="chain",
+            steps=200, action_0=0.3.
     """
     import torch
 
@@ -66,19 +68,22 @@ def studio(three_d: bool | None = None, workspace: Workspace | str | None = None
 
 def components(s: Studio) -> dict[str, Any]:
     """Every view and control panel of the studio, each displayable on its own (or in `pn.ipywidget`)."""
+    e = s.explore
     parts: dict[str, Any] = {
-        "phase": s.phase,
-        "energy": s.energy,
-        "metrics": s.metrics,
-        "video": s.video,
+        "phase": e.phase,
+        "energy": e.energy,
+        "metrics": e.metrics,
+        "video": e.video,
+        "couplings": e.couplings,
         "compare_model": s.compare.model_phase,
         "compare_base": s.compare.base_phase,
         "controls": s.controls_panel(),
-        "training": s.training_panel(),
+        "training": s.training,
         "planning": s.planning,
+        "play": s.play,
     }
-    if s.entity3d is not None:
-        parts["entity3d"] = s.entity3d
+    if e.entity3d is not None:
+        parts["entity3d"] = e.entity3d
     return parts
 
 
@@ -156,10 +161,14 @@ def _pushing(fn: Callable[[], Any]) -> Callable[[], None]:
 
 # --- driving the studio ---------------------------------------------------------------------------
 def set_controls(s: Studio, **values: Any) -> None:
-    """Set studio controls by name (one recompute per control, as a user moving them would)."""
+    """Set studio controls by name, the session's selectors (system, model_name, baseline_name) or the
+    Explore tab's controls (one recompute per control, as a user moving them would)."""
+    unknown = [n for n in values if n not in s.session.param and n not in s.explore.param]
+    if unknown:
+        raise ValueError(f"no studio control named {', '.join(map(repr, unknown))}")
     with pushed():
         for name, value in values.items():
-            setattr(s, name, value)
+            setattr(s.session if name in s.session.param else s.explore, name, value)
 
 
 def set_action(s: Studio, *fractions: float, schedule: str | None = None, period: float | None = None) -> None:
@@ -173,24 +182,24 @@ def set_action(s: Studio, *fractions: float, schedule: str | None = None, period
     if period is not None:
         values["period"] = period
     with pushed():
-        s.param.update(**values, **dict(zip(names, fractions, strict=False)))  # one recompute
+        s.explore.param.update(**values, **dict(zip(names, fractions, strict=False)))  # one recompute
 
 
 def step(s: Studio, frames: int = 1) -> int:
     """Advance the player by `frames` (clipped to the rollout); returns the new frame."""
     with pushed():
-        s._player.value = max(0, min(s.frame + int(frames), s.steps))  # the player sets the frame (linked)
-    return s.frame
+        return s.explore.step(frames)
 
 
 def replay(s: Studio, frames: int | None = None, fps: float = 20.0, every: int = 1) -> int:
     """Replay the Explore rollout from the current frame, live in the notebook (blocks the cell while
     it plays); to drive the model from the keyboard, `play`."""
-    end = s.steps if frames is None else min(s.steps, s.frame + int(frames))
-    while s.frame < end:
-        step(s, min(every, end - s.frame))
+    steps, session = s.explore.steps, s.session
+    end = steps if frames is None else min(steps, session.frame + int(frames))
+    while session.frame < end:
+        step(s, min(every, end - session.frame))
         time.sleep(1.0 / fps)
-    return s.frame
+    return session.frame
 
 
 def _comms_on_loop() -> None:
@@ -295,10 +304,10 @@ def train(s: Studio, steps: int = 200, kind: str = "hwm", lr: float = 3e-3, data
 def _watch_live(s: Studio) -> None:
     """Show the training run (live) as the studio's model, with its newest weights."""
     with pushed():
-        if s.model_name == LIVE:
-            s.param.trigger("model_name")  # reload the newest weights
+        if s.session.model_name == LIVE:
+            s.session.param.trigger("model_name")  # reload the newest weights
         else:
-            s.model_name = LIVE
+            s.session.model_name = LIVE
 
 
 def plan(s: Studio, **settings: Any) -> Drawn | None:
@@ -338,7 +347,7 @@ def run_mpc(s: Studio, steps: int | None = None, wait: bool = True, timeout: flo
 
 # --- ipywidgets -----------------------------------------------------------------------------------
 def link_ipywidget(widget: Any, target: Any, name: str) -> Any:
-    """Link an ipywidgets widget's `value` with parameter `name` of `target` (a Studio, a PlanPanel),
+    """Link an ipywidgets widget's `value` with parameter `name` of `target` (`studio.explore`, a PlanPanel),
     both ways; changes made by the widget are sent to the notebook's views. Returns the widget."""
     syncing = {"now": False}
 

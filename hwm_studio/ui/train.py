@@ -25,11 +25,11 @@ from hwm_studio.training.fit import TrainConfig, kind_defaults
 from hwm_studio.training.job import TrainingJob
 from hwm_studio.training.run import system_dataset
 from hwm_studio.ui.loops import Schedule, Ticker, served_schedule
+from hwm_studio.ui.session import LIVE
 from hwm_studio.ui.views import MODEL, OTHER, TOOLS
 from hwm_studio.workspace import Workspace, WorkspaceError
 
 SIMULATE = "simulate the selected system"  # the tab's own data source
-LIVE = "training run (live)"  # how the studio names the model being trained
 POLL_MS = 500
 
 
