@@ -10,8 +10,6 @@ read. It talks to models only through the library's public API (`knobs`, `Scene`
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -24,7 +22,7 @@ from bokeh.events import Tap
 from hwm_studio.models import WorldModel
 from hwm_studio.physics.integrators import INTEGRATORS
 from hwm_studio.scene import SCHEDULES, ActionSchedule, Scene, SceneResult, SceneSpec, with_initial
-from hwm_studio.ui.session import Rollout, Session
+from hwm_studio.ui.session import Mute, Rollout, Session
 from hwm_studio.ui.views import CouplingView, EnergyView, MetricsView, PhaseView, VideoView
 
 MAX_ACTIONS = 2
@@ -50,7 +48,7 @@ class ExplorePanel(pn.viewable.Viewer):
         super().__init__(**params)
         self.session = session
         self.show_3d = show_3d
-        self._muted = False
+        self._quietly = Mute()  # several controls set with one recompute after them
         self._initial: tuple[np.ndarray, np.ndarray] | None = None
         self._last_3d = 0.0
         self.timings: list[float] = []  # seconds per recompute (benchmarks/latency.py reads them)
@@ -70,7 +68,7 @@ class ExplorePanel(pn.viewable.Viewer):
         """A new system: its entities to choose a phase plane from, and its own initial states."""
         names = self.session.system_obj().entity_names()
         self._initial = None
-        with self._quietly():
+        with self._quietly:
             self.param.entity.objects = names
             self.entity = names[0]
 
@@ -79,7 +77,7 @@ class ExplorePanel(pn.viewable.Viewer):
         the actions it takes, and roll out."""
         model = self.session.model
         knobs = model.knobs() if model is not None else {}
-        with self._quietly():
+        with self._quietly:
             if "dt" in knobs:
                 self.dt = float(knobs["dt"])
             if "integrator" in knobs:
@@ -91,15 +89,6 @@ class ExplorePanel(pn.viewable.Viewer):
         self._widgets["action_0"].disabled = takes < 1
         self._widgets["action_1"].disabled = takes < 2
         self.recompute()
-
-    @contextmanager
-    def _quietly(self) -> Iterator[None]:
-        """Set several controls with one recompute after them (the widgets still hear each change)."""
-        self._muted = True
-        try:
-            yield
-        finally:
-            self._muted = False
 
     # --- computing -------------------------------------------------------------------------------
     @property
@@ -127,7 +116,7 @@ class ExplorePanel(pn.viewable.Viewer):
         return {k: getattr(self, k) for k in KNOBS if k in have}
 
     def recompute(self, *events: Any) -> None:
-        if events and self._muted:
+        if events and self._quietly.on:
             return
         start = time.perf_counter()
         session = self.session
@@ -255,8 +244,7 @@ class ExplorePanel(pn.viewable.Viewer):
         entity = self.param.entity.objects.index(self.entity)
         coord = min(self.coord, q0.shape[1] - 1)
         q0[entity, coord], p0[entity, coord] = float(event.x), float(event.y)
-        self._initial = (q0, p0)
-        self.recompute()
+        self.set_initial(q0, p0)
 
     def set_initial(self, q0: np.ndarray, p0: np.ndarray) -> None:
         """Start the rollouts from (q0, p0), (E, D) each (what a click on the phase plane does)."""

@@ -10,8 +10,7 @@ the library's public API (`load_model`, the pretrained registry, the workspace's
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +28,22 @@ from hwm_studio.workspace import Workspace, WorkspaceError
 
 LIVE = "training run (live)"  # how the studio names the model being trained
 NO_MODEL = "(no model)"
+
+
+class Mute:
+    """`with mute:` sets several parameters with one reaction after them: watchers skip their events
+    while `mute.on`. Unlike param's discard_events, the widgets still hear each change (new options
+    and values reach the browser)."""
+
+    def __init__(self) -> None:
+        self.on = False
+
+    def __enter__(self) -> Mute:
+        self.on = True
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.on = False
 
 
 @dataclass(frozen=True, eq=False)  # each recompute is a new one (param compares by identity)
@@ -61,7 +76,7 @@ class Session(param.Parameterized):
         self.scene = Scene()
         self.baseline_scene = Scene(truth_from=self.scene)  # one truth for both models
         self.live_version = -1  # the live run's weights the loaded model has
-        self._muted = False
+        self.quietly = Mute()  # several selectors set with one reload after them
 
     # --- what is selected ------------------------------------------------------------------------
     @property
@@ -104,21 +119,6 @@ class Session(param.Parameterized):
         return r.truth_q[frame].copy(), r.truth_p[frame].copy()
 
     # --- choosing and loading models -------------------------------------------------------------
-    @property
-    def muted(self) -> bool:
-        """True while `quietly` sets several selectors: watchers wait for the last."""
-        return self._muted
-
-    @contextmanager
-    def quietly(self) -> Iterator[None]:
-        """Set several selectors without a reload per change. Unlike param's discard_events, the
-        widgets still hear about it (new options and values reach the browser)."""
-        self._muted = True
-        try:
-            yield
-        finally:
-            self._muted = False
-
     def model_options(self) -> list[str]:
         """The pretrained models of the system, its pixel models, the workspace's runs on it, and
         the live training run when it learns this system."""
@@ -139,7 +139,7 @@ class Session(param.Parameterized):
         """New options for the selectors (the system changed, a run was saved or started), keeping
         the defaults' pair: the pretrained HWM against the MLP when the system has them."""
         opts = self.model_options()
-        with self.quietly():
+        with self.quietly:
             self.param.model_name.objects = opts
             self.param.baseline_name.objects = opts
             self.param.update(model_name="hwm" if "hwm" in opts else opts[0],
@@ -154,7 +154,7 @@ class Session(param.Parameterized):
         opts = self.param.baseline_name.objects
         wanted = [o for o in opts if o.startswith("mlp-pixels")] if self.model_name in pixel else ["mlp"]
         if wanted and wanted[0] in opts:
-            with self.quietly():
+            with self.quietly:
                 self.baseline_name = wanted[0]
 
     def load_models(self) -> None:

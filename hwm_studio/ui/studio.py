@@ -74,7 +74,7 @@ class Studio(pn.viewable.Viewer):
         self._on_model()
 
     def _on_model(self, *events: Any) -> None:
-        if events and self.session.muted:
+        if events and self.session.quietly.on:
             return
         if any(e.name == "model_name" for e in events):
             self.session.match_baseline()
