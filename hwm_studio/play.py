@@ -182,7 +182,9 @@ class Player:
         self._weights_seen = None if source is None else weights_version(source)
         solves = isinstance(self.integrator, DiscreteGradient) and self.integrator.tolerance is not None
         exact = traced and solves and self._field is not None
-        self._exact = FusedExactStep(self._field, self.integrator) if exact else None  # type: ignore[arg-type]
+        # a read-only shared model's float64 copies are equal in every session: one traced step for all
+        shared = None if model.shared_as is None else (*model.shared_as, "play", "float64")
+        self._exact = FusedExactStep(self._field, self.integrator, shared_as=shared) if exact else None  # type: ignore[arg-type]
         self._dtype = next(model.parameters()).dtype
         self._held = np.zeros(system.action_dim)
         self.pixels = model.sees_pixels

@@ -15,6 +15,7 @@ Truth is cached: turning a model knob (dissipation, residual, integrator) re-run
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -189,7 +190,9 @@ class Scene:
             system = self.system(spec)
             u = spec.actions.values(spec.steps, dt, system.action_dim, system.action_bound)
             if self._truth_rollout is None or self._truth_rollout[0] != system.meta():
-                self._truth_rollout = (system.meta(), FusedRollout(system.field(), get_integrator("yoshida4")))
+                meta = json.dumps(system.meta(), sort_keys=True)  # its graphs are every session's
+                self._truth_rollout = (system.meta(), FusedRollout(system.field(), get_integrator("yoshida4"),
+                                                                   shared_as=("system", meta)))  # fmt: skip
             fine_u = _substep_actions(system, u)
             q, p = self._truth_rollout[1](self.initial_state(spec), fine_u, dt / TRUTH_SUBSTEPS,
                                           spec.steps * TRUTH_SUBSTEPS)  # fmt: skip

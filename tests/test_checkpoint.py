@@ -16,6 +16,7 @@ from hwm_studio.training.checkpoint import (
     CheckpointError,
     load_metrics,
     load_model,
+    load_shared,
     read_config,
     save_run,
 )
@@ -111,3 +112,39 @@ def test_saving_is_atomic_and_leaves_no_temporaries(tmp_path, monkeypatch) -> No
     monkeypatch.undo()
     assert (run / WEIGHTS).read_bytes() == before
     assert sorted(p.name for p in run.iterdir()) == ["config.json", WEIGHTS]
+
+
+def test_shared_loads_share_weights_and_graphs_but_not_knobs(tmp_path) -> None:
+    """Two callers of one checkpoint (two browser sessions) share its tensors and its traced graphs,
+    and each turns its own knobs: each one's rollout equals a private copy's with the same knobs."""
+    from hwm_studio.physics.fused import shared_graph_count
+
+    model, data = _model("hwm", dissipation="constant")
+    save_run(tmp_path / "run", model)
+    a, b = load_shared(tmp_path / "run"), load_shared(tmp_path / "run")
+    assert a is not b
+    assert all(x is y for x, y in zip(a.parameters(), b.parameters(), strict=True))
+    q0, p0 = (torch.as_tensor(x[:1, 0], dtype=torch.float32) for x in (data.q, data.p))
+    u = torch.full((1, 40, data.u.shape[2]), 0.3)
+    before = shared_graph_count()
+    with torch.no_grad():
+        qa1 = a.rollout_data(q0, p0, u, 40, fused=True)[0]
+        assert shared_graph_count() == before + 1  # a's first rollout traced one graph ...
+        b.dissipation_scale = 0.0  # ... b turns its own knob: a keeps 1.0
+        qb = b.rollout_data(q0, p0, u, 40, fused=True)[0]
+        assert shared_graph_count() == before + 1  # ... and b reused it
+        qa2 = a.rollout_data(q0, p0, u, 40, fused=True)[0]
+        own = load_model(tmp_path / "run")
+        q_own = own.rollout_data(q0, p0, u, 40, fused=True)[0]
+        own.dissipation_scale = 0.0
+        q_own0 = own.rollout_data(q0, p0, u, 40, fused=True)[0]
+    assert a.dissipation_scale == 1.0
+    torch.testing.assert_close(qa1, q_own, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(qa2, q_own, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(qb, q_own0, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(qb, qa1)  # the knob mattered, so the equalities above say something
+    c = a.own_copy()  # a planner's copy: shares the weights, has its own knobs
+    assert next(c.parameters()) is next(a.parameters())
+    save_run(tmp_path / "run", model)  # the file rewritten: a new load reads it anew
+    d = load_shared(tmp_path / "run")
+    assert next(d.parameters()) is not next(a.parameters())

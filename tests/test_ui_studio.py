@@ -370,3 +370,32 @@ def test_each_tab_is_a_component_reading_one_session(tmp_path) -> None:
     with pytest.raises(ValueError, match="no studio control named 'wrong'"):
         nb.set_controls(studio, wrong=1)
     studio.close()
+
+
+def test_a_closed_session_frees_what_it_took_and_a_new_one_traces_nothing(tmp_path) -> None:
+    """Issue 16: a served studio grew ~70 MB with every session because each traced its own graphs
+    (torch never frees one) and left its VTK scene open. A second session on the same checkpoints
+    traces no new graph, and a closed one is garbage (nothing global holds it)."""
+    import gc
+    import weakref
+
+    from hwm_studio.physics.fused import shared_graph_count
+
+    ws = Workspace(tmp_path / "ws")
+    first = Studio(workspace=ws)
+    first.__panel__()
+    first.explore.recompute()
+    traced = shared_graph_count()
+    second = Studio(workspace=ws)
+    second.__panel__()
+    second.explore.recompute()
+    assert shared_graph_count() == traced
+    plotter = second.explore.entity3d.plotter
+    second.close()
+    assert plotter.ren_win is None  # the offscreen render window is released
+    assert second.session.model is None
+    gone = weakref.ref(second)
+    del second
+    gc.collect()
+    assert gone() is None
+    first.close()

@@ -7,6 +7,7 @@ are plain attributes so the studio can turn them between rollouts.
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
@@ -48,6 +49,9 @@ class WorldModel(nn.Module, ABC):
         self.register_buffer("obs_scale", scale)
         self.dt = float(config.dt)
         self.integrator: Integrator = get_integrator(config.integrator)
+        # What this model's weights are, when other models share them read-only (a checkpoint
+        # loaded by `checkpoint.load_shared`): its fused rollouts then share traced graphs with theirs.
+        self.shared_as: tuple | None = None
 
     @property
     def hamiltonian_field(self) -> PortHamiltonianField | None:
@@ -168,7 +172,7 @@ class WorldModel(nn.Module, ABC):
         key = step_rule.name
         cache = self.__dict__.setdefault("_fused_cache", {})
         if key not in cache:
-            cache[key] = FusedRollout(field, step_rule)
+            cache[key] = FusedRollout(field, step_rule, shared_as=self.shared_as)
         if actions is not None and not getattr(field, "action_dim", 0):
             actions = None
         q, p = cache[key](z0, actions, self.dt, steps)
@@ -188,6 +192,22 @@ class WorldModel(nn.Module, ABC):
     def angular(self) -> bool:
         """Whether the data's q are angles (compare modulo 2 pi)."""
         return self.coder.angular
+
+    def own_copy(self) -> WorldModel:
+        """A copy with knobs of its own (dt, integrator, scales) for another caller, such as a
+        planner's thread. A model whose weights are shared read-only (`shared_as`) shares them with
+        the copy, and so its traced graphs; any other model's weights are copied."""
+        if self.shared_as is None:
+            return copy.deepcopy(self)
+        memo: dict[int, object] = {id(t): t for t in (*self.parameters(), *self.buffers())}
+        return copy.deepcopy(self, memo)
+
+    def __getstate__(self) -> dict:
+        """Copies and pickles leave the fused rollouts behind: they belong to this model's field
+        (a copy makes its own, or takes the shared ones, on its first fused rollout)."""
+        state = dict(self.__dict__)
+        state.pop("_fused_cache", None)
+        return state
 
     def knobs(self) -> dict[str, object]:
         """Inference knobs this model has, with their current values (what the studio may turn)."""

@@ -18,12 +18,22 @@ Inference only (no autograd); a new graph is traced per (batch, shape, dtype, de
 action use), which costs ~0.3 s the first time. torch 2.13 marks `torch.jit.trace` deprecated in
 favour of `torch.compile`/`torch.export`; we measured `torch.compile` here at ~23 s to compile one
 step, recompiling as inputs changed: too slow to start for an interactive session.
+
+Graphs are shared between processes' sessions where they can be: torch never frees a traced or
+frozen graph (pytorch#35600: ~20 MB a studio scene), so a server that traced per session grew
+~70 MB with every browser tab opened. A rollout given `shared_as` (what its field computes: a
+checkpoint's identity, a system's parameters) keeps its graphs in one process-wide registry, so
+every session on the same checkpoint reuses one set; the knobs stay per caller (graph inputs).
 """
 
 from __future__ import annotations
 
+import threading
 import warnings
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -114,41 +124,89 @@ class _Graph:
         self.frozen: torch.jit.ScriptModule | None = None
         self.frozen_at: tuple[int, ...] | None = None
         self.seen: tuple[int, ...] | None = None
+        self._lock = threading.Lock()  # a shared graph is frozen once, whichever session asks first
 
     def runnable(self, version: tuple[int, ...]) -> torch.jit.ScriptModule:
-        if self.frozen is not None and self.frozen_at == version:
-            return self.frozen
-        if self.seen == version:  # same weights as the last rollout: worth folding them in
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", category=DeprecationWarning)  # see the module docstring
-                self.frozen, self.frozen_at = _freeze(self.traced), version
-            return self.frozen
-        self.frozen = self.frozen_at = None
-        self.seen = version
-        return self.traced
+        with self._lock:
+            if self.frozen is not None and self.frozen_at == version:
+                return self.frozen
+            if self.seen == version:  # same weights as the last rollout: worth folding them in
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", category=DeprecationWarning)  # see the module docstring
+                    self.frozen, self.frozen_at = _freeze(self.traced), version
+                return self.frozen
+            self.frozen = self.frozen_at = None
+            self.seen = version
+            return self.traced
+
+
+class _Graphs:
+    """Traced graphs by key: this rollout's own, or, given `shared_as`, the process-wide set every
+    rollout of the same function uses (see the module docstring)."""
+
+    MAX_SHARED = 256  # a bound, not a cache size: dropping a graph does not give its memory back
+
+    _shared: ClassVar[OrderedDict[tuple, _Graph]] = OrderedDict()
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, shared_as: Hashable | None) -> None:
+        self.shared_as = shared_as
+        self._own: dict[tuple, _Graph] = {}
+
+    def get(self, key: tuple, build: Callable[[], _Graph]) -> _Graph:
+        graph = self._own.get(key)
+        if graph is not None:
+            return graph
+        if self.shared_as is None:
+            graph = build()
+        else:
+            shared_key = (self.shared_as, *key)
+            with _Graphs._lock:  # held while tracing: two sessions asking at once trace once
+                graph = _Graphs._shared.get(shared_key)
+                if graph is None:
+                    graph = _Graphs._shared[shared_key] = build()
+                    if len(_Graphs._shared) > self.MAX_SHARED:
+                        _Graphs._shared.popitem(last=False)
+        self._own[key] = graph
+        return graph
+
+    def __len__(self) -> int:
+        return len(self._own)
+
+    def values(self) -> list[_Graph]:
+        """The graphs this rollout has run (its own, or its share of the process-wide ones)."""
+        return list(self._own.values())
+
+
+def shared_graph_count() -> int:
+    """How many graphs the process-wide registry holds (what a served studio traced in all)."""
+    return len(_Graphs._shared)
 
 
 class FusedRollout:
     """Roll a field out with traced chunks; same result as `physics.rollout` without the ledger.
 
     `integrator` is anything with a `name` and `stepper(field, dt)`: the continuous integrators,
-    or a discrete map's step.
+    or a discrete map's step. `shared_as`: a key naming the function `field` computes, the same
+    for every field that computes it with the same tensors or constants (a checkpoint's identity,
+    a system's parameters); their rollouts then share traced graphs process-wide. None: this
+    rollout's own graphs (a model being trained, whose weights nobody else has).
     """
 
-    def __init__(self, field: VectorField, integrator: Integrator, chunk: int = 10) -> None:
+    def __init__(
+        self, field: VectorField, integrator: Integrator, chunk: int = 10, shared_as: Hashable | None = None
+    ) -> None:
         if chunk < 1:
             raise ValueError(f"chunk must be >= 1, got {chunk}")
         self.field, self.integrator, self.chunk = field, integrator, chunk
-        self._graphs: dict[tuple, _Graph] = {}
+        self._graphs = _Graphs(shared_as)
 
     def _graph(self, q: Tensor, p: Tensor, u: Tensor, dt: Tensor, scales: Tensor, with_actions: bool) -> _Graph:
         n = u.shape[1]  # steps per chunk
-        key = (tuple(q.shape), tuple(u.shape[1:]), q.dtype, q.device, self.integrator.name, with_actions)
-        graph = self._graphs.get(key)
-        if graph is None:
-            graph = _trace(_Chunk(self.field, self.integrator, n, with_actions), self.field, (q, p, u, dt, scales))
-            self._graphs[key] = graph
-        return graph
+        key = ("chunk", tuple(q.shape), tuple(u.shape[1:]), q.dtype, q.device, self.integrator.name, with_actions)
+        return self._graphs.get(
+            key, lambda: _trace(_Chunk(self.field, self.integrator, n, with_actions), self.field, (q, p, u, dt, scales))
+        )
 
     @torch.no_grad()
     def __call__(self, z0: PhaseState, actions: Tensor | None, dt: float, steps: int) -> tuple[Tensor, Tensor]:
@@ -238,23 +296,27 @@ class FusedExactStep:
     `FusedRollout` (weights read live until they stop changing; dt and the knobs are inputs).
     """
 
-    def __init__(self, field: PortHamiltonianField, integrator: DiscreteGradient, sweeps: int = 6) -> None:
+    def __init__(
+        self, field: PortHamiltonianField, integrator: DiscreteGradient, sweeps: int = 6,
+        shared_as: Hashable | None = None,
+    ) -> None:  # fmt: skip
+        """`shared_as`: as for `FusedRollout` (the integrator's settings are part of the key)."""
         if integrator.tolerance is None:
             raise ValueError("a live exact step needs a DiscreteGradient with a tolerance")
         if sweeps < 1:
             raise ValueError(f"sweeps must be >= 1, got {sweeps}")
         self.field, self.integrator, self.sweeps = field, integrator, sweeps
         self.eager_steps = 0
-        self._graphs: dict[tuple, _Graph] = {}
+        self._graphs = _Graphs(shared_as)
 
     def _graph(self, example: tuple[Tensor, ...], with_actions: bool) -> _Graph:
         q, u = example[0], example[2]
-        key = (tuple(q.shape), tuple(u.shape), q.dtype, q.device, with_actions)
-        graph = self._graphs.get(key)
-        if graph is None:
-            graph = _trace(_ExactStep(self.field, self.integrator, self.sweeps, with_actions), self.field, example)
-            self._graphs[key] = graph
-        return graph
+        i = self.integrator
+        integ = (type(i).__name__, i.iterations, i.tolerance, i.max_iterations, getattr(i, "memory", None))
+        key = ("exact", tuple(q.shape), tuple(u.shape), q.dtype, q.device, with_actions, self.sweeps, integ)
+        return self._graphs.get(
+            key, lambda: _trace(_ExactStep(self.field, self.integrator, self.sweeps, with_actions), self.field, example)
+        )
 
     @torch.no_grad()
     def __call__(self, z0: PhaseState, actions: Tensor | None, dt: float, steps: int) -> LiveSteps:

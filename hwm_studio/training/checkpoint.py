@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -122,3 +124,33 @@ def load_model(path: str | os.PathLike[str], device: str | torch.device = "cpu")
     model.load_state_dict(tensors, strict=True)
     model.eval()
     return model.to(device)
+
+
+_SHARED: OrderedDict[tuple, WorldModel] = OrderedDict()
+_SHARED_LOCK = threading.Lock()
+MAX_SHARED = 32  # checkpoints kept loaded for sharing (the studio's pretrained set is ~20)
+
+
+def load_shared(path: str | os.PathLike[str]) -> WorldModel:
+    """A model of its own for one caller (knobs, integrator, dt) whose weights are read-only and
+    shared: every caller of the same checkpoint file (same path, size and modification time) gets
+    a view of one set of tensors, and its fused rollouts reuse the graphs traced for the others.
+
+    Why: a served studio loads the same pretrained models in every browser session, and torch never
+    frees a traced graph (see `physics.fused`); sharing keeps its memory flat as sessions come and go.
+    A view must not be trained or written in place: use `load_model` for a copy of one's own.
+    """
+    wpath = _weights_path(path).resolve()
+    st = wpath.stat()
+    key = ("checkpoint", str(wpath), st.st_size, st.st_mtime_ns)
+    with _SHARED_LOCK:
+        base = _SHARED.get(key)
+        if base is None:
+            base = load_model(wpath)
+            base.shared_as = key
+            _SHARED[key] = base
+            if len(_SHARED) > MAX_SHARED:
+                _SHARED.popitem(last=False)
+        else:
+            _SHARED.move_to_end(key)
+        return base.own_copy()

@@ -289,6 +289,11 @@ class ExplorePanel(pn.viewable.Viewer):
             if r is not None:
                 self._update_3d(min(self.session.frame, r.steps), force=True)
 
+    def close(self) -> None:
+        """Free the offscreen 3D scene (the session closed)."""
+        if self.entity3d is not None:
+            self.entity3d.close()
+
     def controls_panel(self) -> pn.viewable.Viewable:
         """The scene's controls and the player (the sidebar's lower part; a notebook shows them beside
         any single view)."""

@@ -12,7 +12,6 @@ PlanResult or the true system; nothing here plans or simulates on its own.
 
 from __future__ import annotations
 
-import copy
 import queue
 import threading
 import time
@@ -244,7 +243,7 @@ class PlanPanel(pn.viewable.Viewer):
             return
         try:
             ctx, planner, cost, _ = self._setup()
-            model = copy.deepcopy(ctx.model)  # the Explore tab keeps using its own
+            model = ctx.model.own_copy()  # knobs of its own: the Explore tab keeps using its model's
             rollout = model_rollout(model)  # type: ignore[arg-type]
             start = PhaseState(torch.as_tensor(ctx.q0, dtype=torch.float64)[None],
                                torch.as_tensor(ctx.p0, dtype=torch.float64)[None])  # fmt: skip
@@ -366,6 +365,8 @@ class PlanPanel(pn.viewable.Viewer):
         if self._poll is not None:
             self._poll.stop()
             self._poll = None
+        if self.view3d is not None:
+            self.view3d.close()
 
     def __panel__(self) -> pn.viewable.Viewable:
         controls = pn.Param(

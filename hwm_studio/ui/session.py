@@ -22,7 +22,7 @@ from hwm_studio.pretrained import available, pixel_assets, run_dir, studio_syste
 from hwm_studio.scene import Scene, SceneResult, SceneSpec
 from hwm_studio.systems import known_as
 from hwm_studio.systems.base import System
-from hwm_studio.training.checkpoint import CheckpointError, load_model, read_config
+from hwm_studio.training.checkpoint import CheckpointError, load_shared, read_config
 from hwm_studio.training.job import TrainingJob
 from hwm_studio.workspace import Workspace, WorkspaceError
 
@@ -76,6 +76,7 @@ class Session(param.Parameterized):
         self.scene = Scene()
         self.baseline_scene = Scene(truth_from=self.scene)  # one truth for both models
         self.live_version = -1  # the live run's weights the loaded model has
+        self._live_copy: tuple[TrainingJob, WorldModel] | None = None
         self.quietly = Mute()  # several selectors set with one reload after them
 
     # --- what is selected ------------------------------------------------------------------------
@@ -163,18 +164,31 @@ class Session(param.Parameterized):
         model, baseline = self._load(self.model_name), self._load(self.baseline_name)
         self.scene.model, self.baseline_scene.model = model, baseline
 
+    def close(self) -> None:
+        """Drop the models and the truth (the browser session closed): shared weights stay loaded
+        for other sessions, this session's copies and caches go."""
+        self.scene = Scene()
+        self.baseline_scene = Scene(truth_from=self.scene)
+        self._live_copy = None
+        with param.parameterized.discard_events(self):  # nothing is drawn any more
+            self.rollout = None
+
     def _load(self, name: str) -> WorldModel | None:
         if name == NO_MODEL:
             return None
         job = self.live()
         if name == LIVE and job is not None:
-            model = copy.deepcopy(job.model)
+            # one copy per run, refreshed in place: its traced graphs are kept, not traced anew
+            # every few seconds (torch never frees a traced graph, see physics.fused)
+            if self._live_copy is None or self._live_copy[0] is not job:
+                self._live_copy = (job, copy.deepcopy(job.model))
+            model = self._live_copy[1]
             version, weights = job.latest_weights()
             if weights is not None:
                 model.load_state_dict(weights)
             self.live_version = version
             return model.eval()
         if name in self.pixel_models:
-            return load_model(self.pixel_models[name])
+            return load_shared(self.pixel_models[name])
         path = self.workspace.run_path(name[5:]) if name.startswith("run: ") else run_dir(self.system, name)
-        return load_model(path)
+        return load_shared(path)  # read-only here: every session shares its weights and traced graphs

@@ -119,10 +119,13 @@ class Studio(pn.viewable.Viewer):
         self.training.refresh_sources(saved)
 
     def close(self) -> None:
-        """Stop this session's training, planning and play (called when the browser tab closes)."""
+        """Stop this session's training, planning and play and free what it holds (called when the
+        browser tab closes): its 3D scenes, models and rollouts."""
         self.planning.close()
         self.play.close()
         self.training.close()
+        self.explore.close()
+        self.session.close()
 
     # --- layout ----------------------------------------------------------------------------------
     def _on_tab(self, old: int, new: int) -> None:

@@ -135,6 +135,15 @@ class PixelWorldModel(WorldModel):
 
     # --- the dynamics' identity, knobs and energy ------------------------------------------------
     @property
+    def shared_as(self) -> tuple | None:  # type: ignore[override]
+        """Shared weights are the dynamics' concern: its fused rollouts are the traced graphs."""
+        return self.dynamics.shared_as
+
+    @shared_as.setter
+    def shared_as(self, key: tuple | None) -> None:
+        self.dynamics.shared_as = key
+
+    @property
     def kind(self) -> str:  # type: ignore[override]
         return self.config.kind
 
