@@ -9,7 +9,8 @@ than its 15 s default, so 200 sessions fit in minutes: the cleanup code run is t
 Debian chromium (playwright) opens each session, waits until the first rollout is drawn, and closes
 the tab. The server process reports, after each closed session is discarded, its RSS (/proc) and how
 many Studio objects are still alive (a WeakSet, after gc), its Python object count and how many
-graphs it has traced: object counts separate a leak from the allocator keeping freed pages. Writes benchmarks/results/sessions_memory.json.
+graphs it has traced: object counts separate a leak from the allocator keeping freed pages.
+Writes benchmarks/results/sessions_memory.json.
 """
 
 from __future__ import annotations
