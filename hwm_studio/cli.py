@@ -479,7 +479,7 @@ def _render(a: argparse.Namespace) -> int:
     else:
         if name is None:
             raise UserError("rendering a state model needs data that names its system (meta)")
-        system = get_system(name, **data.meta["params"])
+        system = get_system(name, **data.system_params)
         q_hat, _ = predict_data(model, data, data.n_times - 1)
         both = torch.as_tensor(np.stack([data.q[0], np.nan_to_num(q_hat[0])]))  # (2, T, E, D)
         truth, drawn = system.render(both, size=size).numpy()

@@ -81,7 +81,7 @@ BAD_CASES = {
     "frames 4 channels": ({"frames": np.zeros((3, 12, 16, 16, 4), np.uint8)}, r"'frames' must have shape"),
     "energy wrong shape": ({"energy": np.zeros((3, 11))}, r"'energy' must have shape \(N, T\)"),
     "meta not json": ({"meta": np.asarray("{not json")}, "'meta' is not valid JSON"),
-    "meta missing key": ({"meta": np.asarray(json.dumps({"system": "pendulum"}))}, "lacks key"),
+    "meta entities wrong": ({"meta": np.asarray(json.dumps({"entities": ["a", "b"]}))}, "must list 1 entity names"),
     "meta wrong system shape": (
         {"meta": np.asarray(json.dumps({"system": "chain", "params": {}, "entities": ["a"]}))},
         "names system 'chain'",
@@ -119,7 +119,7 @@ def test_not_a_zip_truncated_pickled_and_missing_files_are_rejected(tmp_path: Pa
         load_trajectories(truncated)
     pickled = tmp_path / "pickled.npz"
     np.savez(pickled, q=np.array([{"x": 1}], dtype=object), p=sample.p, dt=0.1)
-    with pytest.raises(DataFormatError, match="cannot be read"):
+    with pytest.raises(DataFormatError, match="never unpickled"):
         load_trajectories(pickled)
     with pytest.raises(DataFormatError, match="no such file"):
         load_trajectories(tmp_path / "absent.npz")

@@ -7,9 +7,13 @@ Arrays (N trajectories, T time points, E entities, D dims per entity, A action d
                                       u[:, T-1] is unused (optional)
     frames   uint8 (N, T, H, W, 3)    RGB observations (optional)
     energy   float (N, T)             true total energy (optional)
-    meta     str (JSON)               {"system": name, "params": {name: value}, "entities": [names]}
-Reading never unpickles (allow_pickle=False). Every problem raises DataFormatError with one
-message that names the file, the array and what is wrong. Writing is atomic (temp file in the
+    meta     str (JSON)               {"system": name, "params": {name: value}, "entities": [names]},
+                                      every key optional, other keys kept (optional)
+Reading never unpickles (allow_pickle=False) and allocates nothing a file merely declares: every
+zip entry's array header (dtype, shape) is read first and checked against the entry's own size
+and against MAX_DATA_BYTES, so a header claiming a shape beyond memory is refused before a byte
+is allocated. Every problem raises DataFormatError with one message that names the file, the
+array and what is wrong. Writing is atomic (temp file in the
 same directory, then rename), so a crash never leaves a half-written file behind.
 """
 
@@ -27,6 +31,9 @@ import numpy as np
 from hwm_studio.io import atomic_write
 
 KNOWN_KEYS = ("q", "p", "dt", "u", "frames", "energy", "meta")
+# The most a trajectory file may expand to in memory (all arrays together, uncompressed).
+MAX_DATA_BYTES = int(os.environ.get("HWM_STUDIO_MAX_DATA_BYTES", 4 << 30))
+MAX_ENTRIES = 64  # arrays in one file: the format has 7, extras are reported and ignored
 
 
 class DataFormatError(ValueError):
@@ -71,6 +78,11 @@ class TrajectoryData:
     @property
     def system_name(self) -> str | None:
         return None if self.meta is None else self.meta.get("system")
+
+    @property
+    def system_params(self) -> dict[str, float]:
+        """The system's parameters as `meta` gives them ({} when it gives none)."""
+        return {} if self.meta is None else dict(self.meta.get("params") or {})
 
     def select(self, index: np.ndarray | slice | list[int]) -> TrajectoryData:
         """A subset of trajectories (same times)."""
@@ -154,34 +166,87 @@ def validate(data: TrajectoryData, where: str = "") -> None:
 
 
 def _validate_meta(meta: Any, n_entities: int, dim: int, where: str) -> None:
+    """Every key optional and others kept; the ones given must be right, and a system the library
+    knows must be buildable from its parameters with the file's shape."""
     if not isinstance(meta, dict):
         raise _fail(where, f"'meta' must be a JSON object, got {type(meta).__name__}")
-    missing = [k for k in ("system", "params", "entities") if k not in meta]
-    if missing:
-        raise _fail(where, f"'meta' lacks key(s) {', '.join(missing)}")
-    if not isinstance(meta["system"], str) or not meta["system"]:
-        raise _fail(where, f"'meta.system' must be a non-empty string, got {meta['system']!r}")
-    params = meta["params"]
+    system = meta.get("system")
+    if "system" in meta and (not isinstance(system, str) or not system):
+        raise _fail(where, f"'meta.system' must be a non-empty string, got {system!r}")
+    params = meta.get("params", {})
     if not isinstance(params, dict) or not all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) for v in params.values()
+        isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in params.values()
     ):
-        raise _fail(where, f"'meta.params' must map parameter names to numbers, got {params!r}")
-    ents = meta["entities"]
-    if not isinstance(ents, list) or len(ents) != n_entities:
-        raise _fail(where, f"'meta.entities' must list {n_entities} entity names, got {ents!r}")
+        raise _fail(where, f"'meta.params' must map parameter names to finite numbers, got {params!r}")
+    if "entities" in meta:
+        ents = meta["entities"]
+        if not isinstance(ents, list) or len(ents) != n_entities or not all(isinstance(x, str) for x in ents):
+            raise _fail(where, f"'meta.entities' must list {n_entities} entity names, got {ents!r}")
     from hwm_studio.systems import get_system, system_names  # local: data stays importable alone
 
-    if meta["system"] in system_names():
+    if system in system_names():
         try:
-            system = get_system(meta["system"], **params)
-        except ValueError as exc:
-            raise _fail(where, f"'meta' names system {meta['system']!r} with bad parameters: {exc}") from None
-        if (system.n_entities, system.dim) != (n_entities, dim):
+            built = get_system(system, **params)
+        except (ValueError, TypeError) as exc:
+            raise _fail(where, f"'meta' names system {system!r} with bad parameters: {exc}") from None
+        if (built.n_entities, built.dim) != (n_entities, dim):
             raise _fail(
                 where,
-                f"'meta' names system {meta['system']!r} ({system.n_entities} entities of dim {system.dim}), "
+                f"'meta' names system {system!r} ({built.n_entities} entities of dim {built.dim}), "
                 f"but q has {n_entities} entities of dim {dim}",
             )
+
+
+def _scan(path: Path, where: str) -> None:
+    """Check the archive before numpy reads it: only .npy entries, plain dtypes (no objects: nothing
+    to unpickle), and each header's shape x itemsize equal to the bytes its entry holds, all within
+    MAX_DATA_BYTES. Reads the headers only (a few hundred bytes an entry)."""
+    size = path.stat().st_size
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+            if len(infos) > MAX_ENTRIES:
+                raise _fail(where, f"has {len(infos)} entries; a trajectory file has at most {MAX_ENTRIES}")
+            total = 0
+            for info in infos:
+                _scan_entry(zf, info, size, where)
+                total += info.file_size
+                if total > MAX_DATA_BYTES:
+                    raise _fail(where, f"its arrays would take more than {MAX_DATA_BYTES / 2**30:.3g} GiB in memory "
+                                       "(HWM_STUDIO_MAX_DATA_BYTES sets the limit)")  # fmt: skip
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, NotImplementedError, RuntimeError) as exc:
+        raise _fail(where, f"cannot be read as an .npz archive ({type(exc).__name__}: {exc})") from None
+
+
+def _scan_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, size: int, where: str) -> None:
+    name = info.filename
+    if not name.endswith(".npy") or "/" in name or info.is_dir():
+        raise _fail(where, f"entry {name!r} is not an array (.npy); an .npz holds arrays only")
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise _fail(where, f"entry {name!r} uses an unsupported compression (method {info.compress_type})")
+    if info.compress_size > size or (info.compress_type == zipfile.ZIP_STORED and info.compress_size != info.file_size):
+        raise _fail(where, f"entry {name!r} declares more bytes than the file holds (truncated or forged)")
+    if info.file_size > MAX_DATA_BYTES:
+        raise _fail(where, f"array {name[:-4]!r} declares {info.file_size} bytes, over the {MAX_DATA_BYTES} limit")
+    with zf.open(info) as fh:
+        try:
+            version = np.lib.format.read_magic(fh)
+            read_header = (
+                np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            )
+            shape, _, dtype = read_header(fh)
+        except (ValueError, TypeError, SyntaxError, EOFError) as exc:
+            raise _fail(where, f"array {name[:-4]!r} has no valid .npy header ({exc})") from None
+        header = fh.tell()
+    if dtype.hasobject or dtype.fields is not None or dtype.kind == "V":
+        raise _fail(where, f"array {name[:-4]!r} holds Python objects or records (dtype {dtype}); refused, never "
+                           "unpickled: store plain numbers")  # fmt: skip
+    if any(n < 0 for n in shape):
+        raise _fail(where, f"array {name[:-4]!r} declares a negative shape {shape}")
+    nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize if shape else dtype.itemsize
+    if header + nbytes != info.file_size:
+        raise _fail(where, f"array {name[:-4]!r} declares shape {shape} of {dtype} ({nbytes} bytes) but its entry "
+                           f"holds {info.file_size - header} bytes (truncated or forged header)")  # fmt: skip
 
 
 def load_trajectories(path: str | os.PathLike[str]) -> TrajectoryData:
@@ -194,10 +259,11 @@ def load_trajectories(path: str | os.PathLike[str]) -> TrajectoryData:
         raise DataFormatError(f"{where}: is a directory, not an .npz file")
     if not zipfile.is_zipfile(path):
         raise _fail(where, "not an .npz archive (it is not a zip file; truncated or another format?)")
+    _scan(path, where)
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError, RuntimeError) as exc:
         raise _fail(where, f"cannot be read as an .npz archive ({type(exc).__name__}: {exc})") from None
     missing = [k for k in ("q", "p", "dt") if k not in arrays]
     if missing:
@@ -212,7 +278,7 @@ def load_trajectories(path: str | os.PathLike[str]) -> TrajectoryData:
             raise _fail(where, f"'meta' must be a JSON string, got dtype {m.dtype} shape {m.shape}")
         try:
             meta = json.loads(str(m.reshape(())[()]))
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, RecursionError) as exc:
             raise _fail(where, f"'meta' is not valid JSON ({exc})") from None
     try:
         return TrajectoryData(
@@ -256,8 +322,12 @@ def describe(data: TrajectoryData, ignored: list[str] | None = None) -> str:
         f"frames        {'none' if data.frames is None else f'uint8 {data.frames.shape}'}",
     ]
     if data.meta is not None:
-        lines.append(f"system        {data.meta['system']}  params {json.dumps(data.meta['params'])}")
-        lines.append(f"entity names  {', '.join(map(str, data.meta['entities']))}")
+        lines.append(f"system        {data.system_name or '(not named)'}  params {json.dumps(data.system_params)}")
+        if "entities" in data.meta:
+            lines.append(f"entity names  {', '.join(map(str, data.meta['entities']))}")
+        extra = sorted(k for k in data.meta if k not in ("system", "params", "entities"))
+        if extra:
+            lines.append(f"meta also     {', '.join(extra)}")
     else:
         lines.append("system        (no meta: unknown)")
     if data.energy is not None:

@@ -7,6 +7,7 @@ One dataclass for every model kind keeps checkpoints and the CLI uniform; the fi
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,30 @@ if TYPE_CHECKING:
 # chain (800 steps): 1e-3 left the uncoupled end pair at 0.48 of the real springs' force, 1e-2 at
 # 0.06 with the same one-step error, 3e-2 at 0.07 with a 3.5x worse one-step error
 COUPLING_SPARSITY = 1e-2
+
+
+# What a config read from a file may ask for: checked before a model is built, so a header saying
+# hidden = 10**9 is refused instead of allocating (the largest shipped model uses hidden 128).
+SIZE_LIMITS = {
+    "n_entities": (1, 256), "dim": (1, 16), "action_dim": (0, 64), "hidden": (1, 4096), "depth": (1, 16),
+    "frame_size": (0, 1024), "context_frames": (0, 64), "saliency_pool": (1, 64), "sprite_cells": (0, 256),
+}  # fmt: skip
+
+
+def _check_sizes(d: dict[str, Any]) -> None:
+    for name, (lo, hi) in SIZE_LIMITS.items():
+        if name not in d:
+            continue
+        v = d[name]
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+            raise ValueError(f"model config field {name} must be an integer in [{lo}, {hi}], got {v!r}")
+    dt = d.get("dt")
+    if isinstance(dt, bool) or not isinstance(dt, (int, float)) or not math.isfinite(dt) or dt <= 0:
+        raise ValueError(f"model config field dt must be a finite number > 0, got {dt!r}")
+    for name in ("q_scale", "p_scale"):
+        v = d.get(name, [1.0])
+        if not isinstance(v, list) or len(v) > 16:
+            raise ValueError(f"model config field {name} must be a short list of numbers, got {v!r}")
 
 
 @dataclass
@@ -72,6 +97,7 @@ class ModelConfig:
         missing = [f.name for f in fields(cls) if f.name not in d and f.default is f.default_factory]
         if missing:
             raise ValueError(f"model config lacks field(s): {', '.join(missing)}")
+        _check_sizes(d)
         return cls(**d)
 
     def all_pairs(self) -> list[list[int]]:
@@ -86,7 +112,7 @@ def _system_of(data: TrajectoryData) -> System | None:
     from hwm_studio.systems import get_system, system_names
 
     name = data.system_name
-    return get_system(name, **data.meta["params"]) if name and name in system_names() else None
+    return get_system(name, **data.system_params) if name and name in system_names() else None
 
 
 def _kinetic_structure(system: System | None) -> dict[str, str]:
@@ -117,7 +143,7 @@ def config_from_data(data: TrajectoryData, kind: str, **overrides: Any) -> Model
         "q_scale": scale(q, (0, 1, 2)).tolist(),
         "p_scale": scale(p, (0, 1, 2)).tolist(),
         "system": data.system_name,
-        "system_params": dict(data.meta["params"]) if data.meta else {},
+        "system_params": data.system_params,
         "angular": system is not None and system.angular,
         "identical_entities": data.n_entities == 1 or (system is not None and system.identical_entities),
         "pair_features": "even",  # checkpoints from before the field load 'symmetrised', as trained
@@ -190,7 +216,7 @@ def _pixel_config(data: TrajectoryData, kind: str, overrides: dict[str, Any]) ->
         "p_scale": [1.0] * d,
         "obs_scale": [[1.0] * (2 * d)] * e,
         "system": data.system_name,
-        "system_params": dict(data.meta["params"]) if data.meta else {},
+        "system_params": data.system_params,
         "identical_entities": e == 1 or (system is not None and system.identical_entities),
         "angular": GEOMETRIES[geometry].angular,
         "frame_size": int(data.frames.shape[2]),

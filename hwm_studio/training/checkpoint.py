@@ -5,11 +5,16 @@
     RUN_DIR/config.json           the same config, readable
     RUN_DIR/metrics.json          training history and evaluation numbers
 Every file is written atomically. Loading never unpickles (safetensors holds raw tensors only)
-and fails with CheckpointError naming the file and the problem.
+and fails with CheckpointError naming the file and the problem. Before safetensors reads a byte of
+tensor data, the header is checked here against the file's own size: its length, every tensor's
+dtype, shape and byte range (inside the file, matching the shape, not overlapping), so a forged
+header cannot make the loader allocate what the file does not hold; then the config's sizes are
+bounded before a model is built from it.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import threading
@@ -26,6 +31,9 @@ from hwm_studio.models import ModelConfig, WorldModel, build_model
 
 FORMAT = "hwm_studio.checkpoint.v1"
 WEIGHTS = "weights.safetensors"
+MAX_HEADER_BYTES = 16 << 20  # our headers are a few kB (the config); safetensors itself allows 100 MB
+MAX_WEIGHTS_BYTES = 2 << 30  # the largest shipped checkpoint is under 2 MB
+_ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
 
 
 class CheckpointError(ValueError):
@@ -81,8 +89,58 @@ def read_config(path: str | os.PathLike[str]) -> ModelConfig:
     return _read(path, tensors=False)[0]
 
 
+def _check_layout(wpath: Path) -> None:
+    """Refuse a weights file whose header lies about the bytes it holds (see the module docstring)."""
+    size = wpath.stat().st_size
+    if size > MAX_WEIGHTS_BYTES:
+        raise CheckpointError(f"{wpath}: {size} bytes, over the {MAX_WEIGHTS_BYTES}-byte limit for a checkpoint")
+    with open(wpath, "rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            raise CheckpointError(f"{wpath}: corrupt or truncated checkpoint (shorter than a safetensors header)")
+        n = int.from_bytes(head, "little")
+        if n > MAX_HEADER_BYTES or 8 + n > size:
+            raise CheckpointError(f"{wpath}: corrupt or truncated checkpoint, or not safetensors (its header "
+                                  f"would be {n} bytes, the file has {size}; a pickle is never loaded)")  # fmt: skip
+        try:
+            header = json.loads(fh.read(n))
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+            raise CheckpointError(f"{wpath}: corrupt checkpoint header ({exc})") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{wpath}: corrupt checkpoint header (not a JSON object)")
+    data_bytes, spans = size - 8 - n, []
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            dtype, shape, (begin, end) = entry["dtype"], entry["shape"], entry["data_offsets"]
+            itemsize = _ITEMSIZE[dtype]
+            count = 1
+            for k in shape:
+                if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+                    raise ValueError(k)
+                count *= k
+            ok = all(isinstance(x, int) and not isinstance(x, bool) for x in (begin, end))
+        except (KeyError, TypeError, ValueError):
+            raise CheckpointError(f"{wpath}: tensor {name!r} has a malformed entry in the header: {entry!r}") from None
+        if not ok or not 0 <= begin <= end <= data_bytes:
+            raise CheckpointError(
+                f"{wpath}: corrupt or truncated checkpoint: tensor {name!r} lies outside the file "
+                f"(bytes {begin}..{end} of {data_bytes})"
+            )
+        if end - begin != count * itemsize:
+            raise CheckpointError(f"{wpath}: tensor {name!r} declares {dtype} {shape} ({count * itemsize} bytes) "
+                                  f"over {end - begin} bytes")  # fmt: skip
+        spans.append((begin, end, name))
+    spans.sort()
+    for (_, end, a), (begin, _, b) in itertools.pairwise(spans):
+        if begin < end:
+            raise CheckpointError(f"{wpath}: tensors {a!r} and {b!r} overlap in the file")
+
+
 def _read(path: str | os.PathLike[str], tensors: bool) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
     wpath = _weights_path(path)
+    _check_layout(wpath)
     try:
         with safe_open(str(wpath), framework="pt", device="cpu") as f:
             metadata = f.metadata() or {}
@@ -93,7 +151,7 @@ def _read(path: str | os.PathLike[str], tensors: bool) -> tuple[ModelConfig, dic
         raise CheckpointError(f"{wpath}: not an hwm_studio checkpoint (format {metadata.get('format')!r})")
     try:
         config = ModelConfig.from_dict(json.loads(metadata["config"]))
-    except (KeyError, json.JSONDecodeError, TypeError, ValueError) as exc:
+    except (KeyError, json.JSONDecodeError, TypeError, ValueError, RecursionError) as exc:
         raise CheckpointError(f"{wpath}: bad model config in the header ({exc})") from None
     return config, data
 
@@ -103,7 +161,7 @@ def load_model(path: str | os.PathLike[str], device: str | torch.device = "cpu")
     config, tensors = _read(path, tensors=True)
     try:
         model = build_model(config)
-    except ValueError as exc:
+    except (ValueError, TypeError, KeyError) as exc:
         raise CheckpointError(f"{path}: its config does not build a model ({exc})") from None
     expected = model.state_dict()
     missing = sorted(set(expected) - set(tensors))

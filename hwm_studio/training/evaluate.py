@@ -114,7 +114,7 @@ def _power_shares(model: WorldModel, data: TrajectoryData) -> dict[str, float] |
 def _energy_mse(data: TrajectoryData, q_hat: np.ndarray, p_hat: np.ndarray, h: int) -> float | None:
     if data.system_name not in system_names():
         return None
-    system = get_system(data.system_name, **data.meta["params"])
+    system = get_system(data.system_name, **data.system_params)
     n, t1 = q_hat.shape[:2]
     pred = flatten_time(torch.as_tensor(q_hat), torch.as_tensor(p_hat))
     true = flatten_time(torch.as_tensor(data.q[:, : h + 1]), torch.as_tensor(data.p[:, : h + 1]))
@@ -173,7 +173,7 @@ def latent_alignment(model: WorldModel, data: TrajectoryData, batch: int = 256) 
     true = data.q.reshape(-1, *data.q.shape[2:])
     seen = np.ones(len(true), dtype=bool)
     if data.system_name in system_names():
-        system = get_system(data.system_name, **data.meta["params"])
+        system = get_system(data.system_name, **data.system_params)
         pos = system.positions(torch.as_tensor(true)).numpy()[..., :2]  # (N*T, E, 2)
         seen = (np.abs(pos) < system.view_extent()).all(axis=(1, 2))
     true, inferred = true[seen], inferred[seen]

@@ -110,7 +110,7 @@ class TrainPanel(pn.viewable.Viewer):
         except (DataFormatError, WorkspaceError, ValueError) as exc:
             self.status.object = f"**Cannot train on this data:** {exc}"
             return
-        params = data.meta.get("params") if data.meta else None
+        params = data.system_params or None
         self.job, self.job_system, self._warning = job, (known_as(data.system_name, params) or src.system), None
         self.loss_source.data = {"step": [], "loss": []}
         self.val_source.data = {"step": [], "val": []}
