@@ -57,9 +57,7 @@ def serve(port: int, workspace: str) -> None:
     ws = Workspace(workspace)
 
     def page():
-        p = studio_page(ws)
-        alive.add(p.studio)
-        return p
+        return studio_page(ws, on_studio=alive.add)
 
     class Probe(RequestHandler):
         def get(self) -> None:

@@ -44,9 +44,7 @@ def served(tmp_path_factory):
     studios = []
 
     def make():
-        page = studio_page(workspace)
-        studios.append(page.studio)
-        return page
+        return studio_page(workspace, on_studio=studios.append)
 
     port = _free_port()
     server = pn.serve({"studio": make}, port=port, address="127.0.0.1", threaded=True, show=False,

@@ -3,8 +3,7 @@
 Why: a batch-1 eager step runs hundreds of tiny tensor ops, each paying Python and dispatch
 overhead (~0.2-0.8 ms per step on these CPUs), which makes a 300-step interactive rollout too slow
 for a slider. Tracing `chunk` steps into one graph removes the Python layer; the traced graph's
-arithmetic is the eager rollout's, bit for bit (tested); a frozen graph's differs only in float32
-rounding (oneDNN kernels, see `_freeze`).
+arithmetic is the eager rollout's, bit for bit (tested), and so is a frozen graph's (see `_freeze`).
 
 What may change between calls without re-tracing: the state, the actions, dt, and the field's
 dissipation and residual scales, which are graph inputs. Every integrator here iterates a fixed
@@ -82,11 +81,12 @@ class NotFusable(RuntimeError):
 
 
 def _freeze(traced: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
-    """Weights as constants, folded; on CPU also oneDNN-prepacked linear maps (~10% faster at
-    batch one, with float32 rounding that differs from eager PyTorch's at the 1e-7 level)."""
-    frozen = torch.jit.freeze(traced.eval())
-    on_cpu = all(t.device.type == "cpu" for t in [*traced.parameters(), *traced.buffers()])
-    return torch.jit.optimize_for_inference(frozen) if on_cpu else frozen
+    """Weights as constants, folded, with the eager numerics kept (`optimize_numerics=False`, no
+    oneDNN prepacking): the frozen graph's numbers are the traced graph's bit for bit. Why: the
+    prepacked graph was ~10% faster but rounded differently (1e-7 relative, 2e-4 after 300 pendulum
+    steps), and since graphs are shared, whether a session saw the frozen or the traced rounding
+    depended on what other sessions had just done; now a session's numbers depend on its inputs alone."""
+    return torch.jit.freeze(traced.eval(), optimize_numerics=False)
 
 
 def _knob_inputs(field: VectorField, like: Tensor) -> Tensor:

@@ -54,7 +54,7 @@ class PhaseView(pn.viewable.Viewer):
     def __init__(self, title: str = "Phase portrait", model_colour: str = MODEL, **params: object) -> None:
         super().__init__(**params)
         self.truth = ColumnDataSource(_empty(("q", "p")))
-        self.model = ColumnDataSource(_empty(("q", "p")))
+        self.model = ColumnDataSource(_empty(("q", "p")), name=f"{title}: model")  # found by name in the browser
         self.arrows = ColumnDataSource(_empty(("x0", "y0", "x1", "y1")))
         self.start = ColumnDataSource(_empty(("q", "p")))
         self.now = ColumnDataSource(_empty(("q", "p", "who")))
