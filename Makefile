@@ -7,6 +7,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.hwm-installed
 PORT ?= 5006
 ADDRESS ?= 127.0.0.1
+# An upload travels as one base64 websocket message: room for the workspace's 100 MB cap
+# (hwm_studio/workspace.py MAX_UPLOAD_BYTES); Bokeh's default of 20 MB would drop the session.
+WS_MAX_MESSAGE ?= 150000000
 
 .PHONY: setup studio test lint format bench lock assets clean
 
@@ -22,7 +25,7 @@ setup: $(STAMP)
 
 studio: setup
 	@scripts/install-system-deps.sh egl
-	$(VENV)/bin/panel serve apps/studio.py --address $(ADDRESS) --port $(PORT) --allow-websocket-origin $(ADDRESS):$(PORT) --allow-websocket-origin localhost:$(PORT)
+	$(VENV)/bin/panel serve apps/studio.py --address $(ADDRESS) --port $(PORT) --allow-websocket-origin $(ADDRESS):$(PORT) --allow-websocket-origin localhost:$(PORT) --websocket-max-message-size $(WS_MAX_MESSAGE)
 
 test: setup
 	@scripts/install-system-deps.sh egl browser

@@ -102,7 +102,7 @@ class Server:
     """`serve` in a subprocess on a free port, with a temporary workspace; a context manager."""
 
     def __init__(self, workspace: str | Path, unused_session_ms: int | None = None) -> None:
-        self.port = free_port()
+        self.port, self.workspace = free_port(), str(workspace)
         self.url = f"http://127.0.0.1:{self.port}/studio"
         args = [sys.executable, __file__, str(self.port), str(workspace)]
         if unused_session_ms is not None:

@@ -3,19 +3,23 @@
 Names from the UI are single path components (no separators, no '..'); every resolved path is
 checked to lie inside the workspace after following symlinks, so nothing typed or picked in the
 browser can reach another file. Trajectory files live at the top level, run directories under
-runs/.
+runs/. A file uploaded from the browser is size-capped, validated as a trajectory file from a
+temporary name inside the workspace, and only then renamed into place: a bad upload leaves
+nothing behind and never replaces a file.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import tempfile
 from pathlib import Path
 
-from hwm_studio.data.format import TrajectoryData, load_trajectories
+from hwm_studio.data.format import DataFormatError, TrajectoryData, load_trajectories
 from hwm_studio.training.checkpoint import WEIGHTS
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+MAX_UPLOAD_BYTES = int(os.environ.get("HWM_STUDIO_MAX_UPLOAD_BYTES", 100 << 20))  # one uploaded file
 
 
 class WorkspaceError(ValueError):
@@ -43,14 +47,49 @@ class Workspace:
         return self._inside(self.root / sub / name)
 
     def data_files(self) -> list[str]:
-        return sorted(p.name for p in self.root.glob("*.npz") if p.is_file() and _NAME.match(p.name))
+        """The trajectory files offered: regular files inside (a symlink pointing out is not offered)."""
+        return sorted(p.name for p in self.root.glob("*.npz") if p.is_file() and _NAME.match(p.name)
+                      and self._contains(p))  # fmt: skip
+
+    def _contains(self, path: Path) -> bool:
+        try:
+            self._inside(path)
+        except WorkspaceError:
+            return False
+        return True
 
     def runs(self) -> list[str]:
         runs = self.root / "runs"
-        return sorted(p.name for p in runs.iterdir() if (p / WEIGHTS).is_file() and _NAME.match(p.name))
+        return sorted(p.name for p in runs.iterdir() if (p / WEIGHTS).is_file() and _NAME.match(p.name)
+                      and self._contains(p / WEIGHTS))  # fmt: skip
 
     def run_path(self, name: str) -> Path:
         return self.path(name, "runs")
+
+    def add_data(self, name: str, content: bytes) -> str:
+        """Save an uploaded trajectory file as `name`, once it has read back as valid; its name."""
+        if not name.endswith(".npz"):
+            raise WorkspaceError(f"{name!r}: trajectory files end in .npz")
+        target = self.path(name)
+        if len(content) > MAX_UPLOAD_BYTES:
+            raise WorkspaceError(f"{name!r} is {len(content) / 2**20:.1f} MB; uploads are limited to "
+                                 f"{MAX_UPLOAD_BYTES / 2**20:.0f} MB (HWM_STUDIO_MAX_UPLOAD_BYTES)")  # fmt: skip
+        if target.exists():
+            raise WorkspaceError(f"{name!r} already exists in the workspace: rename the file to upload it")
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".upload-", suffix=".npz")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(content)
+            try:
+                load_trajectories(tmp)
+            except DataFormatError as exc:
+                raise DataFormatError(str(exc).replace(tmp, name)) from None
+            os.link(tmp, target)  # fails rather than replace a file that appeared meanwhile
+        except FileExistsError:
+            raise WorkspaceError(f"{name!r} already exists in the workspace: rename the file to upload it") from None
+        finally:
+            os.unlink(tmp)
+        return name
 
     def load_data(self, name: str) -> TrajectoryData:
         """A trajectory file from the workspace (DataFormatError / WorkspaceError on bad input)."""

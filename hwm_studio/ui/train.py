@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import panel as pn
+import param
 from bokeh.models import ColumnDataSource
 from bokeh.plotting import figure
 
@@ -27,7 +28,7 @@ from hwm_studio.training.run import system_dataset
 from hwm_studio.ui.loops import Schedule, Ticker, served_schedule
 from hwm_studio.ui.session import LIVE
 from hwm_studio.ui.views import MODEL, OTHER, TOOLS
-from hwm_studio.workspace import Workspace, WorkspaceError
+from hwm_studio.workspace import MAX_UPLOAD_BYTES, Workspace, WorkspaceError
 
 SIMULATE = "simulate the selected system"  # the tab's own data source
 POLL_MS = 500
@@ -64,6 +65,14 @@ class TrainPanel(pn.viewable.Viewer):
         self.val_source = ColumnDataSource({"step": [], "val": []})
         self.status = pn.pane.Markdown("No training run in this session.")
         self.data = pn.widgets.Select(label="Data", options=self._data_files(), width=260)
+        self.upload = pn.widgets.FileInput(
+            accept=".npz",
+            width=260,
+            description=(
+                f"Add a trajectory .npz (the README's data format) to the workspace, up to {MAX_UPLOAD_BYTES >> 20} MB"
+            ),
+        )
+        self.upload.param.watch(self._on_upload, "value")
         self.kind = pn.widgets.Select(label="Model kind", options=[*STATE_MODELS, *PIXEL_MODELS], width=260)
         self.steps = pn.widgets.IntInput(label="Steps", value=600, start=10, end=100_000, width=120)
         self.lr = pn.widgets.FloatInput(label="Learning rate", value=kind_defaults(self.kind.value)[0],
@@ -91,6 +100,22 @@ class TrainPanel(pn.viewable.Viewer):
         self.data.options = files
         if saved in files:
             self.data.value = saved
+
+    def _on_upload(self, event: Any) -> None:
+        """A file from the browser: saved to the workspace once it reads back as valid, then offered."""
+        if not event.new:
+            return
+        name, content = self.upload.filename or "", event.new
+        self.upload.clear()  # the browser's input is emptied, and the bytes are not kept here either
+        with param.discard_events(self.upload):
+            self.upload.value = None
+        try:
+            saved = self.workspace.add_data(name, content)
+        except (DataFormatError, WorkspaceError) as exc:
+            self.status.object = f"**Upload refused:** {exc}"
+            return
+        self.refresh_sources(saved)
+        self.status.object = f"Uploaded **{saved}** to the workspace; it is selected as the data."
 
     # --- the run ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -210,7 +235,7 @@ class TrainPanel(pn.viewable.Viewer):
         fig.scatter("step", "val", source=self.val_source, color=OTHER, size=6, legend_label="validation rollout MSE")
         fig.line("step", "val", source=self.val_source, line_color=OTHER)
         start, pause, stop, save = self._buttons
-        controls = pn.Column(self.data, self.kind, pn.Row(self.steps, self.lr), pn.Row(start, pause, stop),
+        controls = pn.Column(self.data, self.upload, self.kind, pn.Row(self.steps, self.lr), pn.Row(start, pause, stop),
                              self.save_name, save, width=290)  # fmt: skip
         note = pn.pane.Markdown(f"Choose **{LIVE}** as the model on the Explore tab to watch it learn.")
         return pn.Row(controls, pn.Column(self.status, pn.pane.Bokeh(fig, sizing_mode="stretch_width"), note,
