@@ -1,7 +1,8 @@
 """The `hwm-studio` command. The only place (with the UI) that turns names into objects.
 
-User errors (bad files, bad options) print one line `hwm-studio: error: ...` and exit 1;
-set HWM_STUDIO_DEBUG=1 to see the traceback instead.
+User errors (bad files, bad options) and the disk's (an OSError: a full disk, a directory that
+cannot be written) print one line `hwm-studio: error: ...` and exit 1; set HWM_STUDIO_DEBUG=1 to
+see the traceback instead.
 """
 
 from __future__ import annotations
@@ -505,7 +506,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except (UserError, DataFormatError, CheckpointError, ValueError, FileNotFoundError) as exc:
+    except (UserError, DataFormatError, CheckpointError, ValueError, OSError) as exc:
         if os.environ.get("HWM_STUDIO_DEBUG"):
             raise
         print(f"hwm-studio: error: {exc}", file=sys.stderr)

@@ -46,8 +46,11 @@ class Workspace:
         return sorted(p.name for p in self.root.glob("*.npz") if p.is_file() and _NAME.match(p.name))
 
     def runs(self) -> list[str]:
+        """Run directories: those holding something named weights.safetensors (whether it is a
+        checkpoint the studio can read is the loader's to say, and the studio says it)."""
         runs = self.root / "runs"
-        return sorted(p.name for p in runs.iterdir() if (p / WEIGHTS).is_file() and _NAME.match(p.name))
+        return sorted(p.name for p in runs.iterdir()
+                      if _NAME.match(p.name) and p.is_dir() and os.path.lexists(p / WEIGHTS))  # fmt: skip
 
     def run_path(self, name: str) -> Path:
         return self.path(name, "runs")

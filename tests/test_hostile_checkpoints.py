@@ -1,5 +1,5 @@
 """Issue 16 item 3: a generated corpus of hostile checkpoints (tests/hostile_checkpoints.py) through
-every door that loads one (load_model, the CLI's eval, render and plan):
+every door that loads one (load_model, the CLI's eval, render and plan, the studio's model list):
 each is refused with one clear line naming the file, none escapes as a traceback, no pickle is
 ever run, and nothing is built or read that the header alone condemns. And saves killed at random
 instants always leave one complete checkpoint, its JSON companions of the same save."""
@@ -142,6 +142,37 @@ def test_every_cli_door_refuses_every_checkpoint_in_one_line(corpus, tmp_path, c
         assert str(run) in lines[0], name
     assert not (tmp_path / "out.gif").exists()
     assert not hc.unpickled(runs)
+
+
+def test_the_studio_lists_what_it_can_read_says_what_it_cannot_and_keeps_working(corpus) -> None:
+    pytest.importorskip("panel")
+    from hwm_studio.ui.studio import Studio
+    from hwm_studio.workspace import Workspace
+
+    runs, paths, stages = corpus
+    studio = Studio(workspace=Workspace(runs.parent), show_3d=False)
+    session = studio.session
+    listed = {o[5:] for o in session.param.model_name.objects if o.startswith("run: ")}
+    _, unreadable = session.workspace_runs()
+    for name, run in paths.items():  # a header that reads is offered (loading it then says why not) ...
+        if stages[name] == "header":  # ... one that does not is named with its reason
+            assert run.name not in listed, name
+            assert "\n" not in unreadable[run.name], name
+            assert unreadable[run.name].startswith(f"runs/{run.name}/"), (name, unreadable[run.name])
+        else:
+            assert run.name in listed, name
+    assert session.notice.startswith(f"**{len(unreadable)} workspace run(s) cannot be read:** `bad000`: runs/bad000/")
+    assert session.notice.endswith(f"; and {len(unreadable) - 3} more")
+    assert "\n" not in session.notice
+    for name in sorted(listed):
+        session.model_name = f"run: {name}"
+        assert session.status.startswith("**Could not load the model:**"), (name, session.status)
+        assert name in session.status
+    session.model_name = "hwm"  # still alive: the pretrained model loads and rolls out
+    assert session.model is not None
+    assert session.result is not None
+    assert not hc.unpickled(runs)
+    studio.close()
 
 
 def test_saves_killed_at_random_instants_leave_one_complete_save(tmp_path) -> None:
