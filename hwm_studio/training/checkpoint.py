@@ -53,6 +53,16 @@ class CheckpointError(ValueError):
     """A run directory or weights file that cannot be loaded; the message says why."""
 
 
+class RunSaveError(RuntimeError):
+    """Training stopped because its run directory could not be written (training/run.py). `model`
+    is the model as training left it (its best validated weights), `result` what fit() reported;
+    the message says what failed and the last step that was saved."""
+
+    def __init__(self, message: str, model: WorldModel, result: Any) -> None:
+        super().__init__(message)
+        self.model, self.result = model, result
+
+
 def save_run(
     run_dir: str | os.PathLike[str],
     model: WorldModel,
