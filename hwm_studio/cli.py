@@ -1,7 +1,9 @@
 """The `hwm-studio` command. The only place (with the UI) that turns names into objects.
 
-User errors (bad files, bad options) print one line `hwm-studio: error: ...` and exit 1;
-set HWM_STUDIO_DEBUG=1 to see the traceback instead.
+User errors (bad files, bad options) and the disk's (an OSError: a full disk, a directory that
+cannot be written) print one line `hwm-studio: error: ...` and exit 1; set HWM_STUDIO_DEBUG=1 to
+see the traceback instead. `train` exits 3 when training diverged (its run directory keeps the
+last good weights) and says why in one line.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hwm_studio.data.format import DataFormatError
-from hwm_studio.training.checkpoint import CheckpointError
+from hwm_studio.training.checkpoint import CheckpointError, RunSaveError
 
 if TYPE_CHECKING:
     from hwm_studio.training.fit import TrainConfig
@@ -249,13 +251,18 @@ def _progress_bar(steps: int, desc: str) -> tuple[Any, Callable[[dict], None]]:
 
 
 def _report_training(result: Any, metrics: dict, out: Path) -> int:
+    """The run's summary on stdout; a diverged run (exit 3) says why in one line on stderr."""
     print(f"{result.status}: {result.steps_done} steps in {result.seconds:.1f} s -> {out}")
-    if result.message:
+    if result.message and result.status != "diverged":
         print(result.message)
     if "val_eval" in metrics:
         shown = ("rollout_mse", "vpt", "energy_mse", "pixel_mse", "reconstruction_mse")
         print(json.dumps({k: v for k, v in metrics["val_eval"].items() if k in shown}))
-    return 0 if result.status != "diverged" else 3
+    if result.status == "diverged":
+        print(f"hwm-studio: diverged: {result.reason}; kept the last good weights (step {result.good_step}) in {out}",
+              file=sys.stderr)  # fmt: skip
+        return 3
+    return 0
 
 
 def _train_env(a: argparse.Namespace) -> int:
@@ -505,7 +512,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except (UserError, DataFormatError, CheckpointError, ValueError, FileNotFoundError) as exc:
+    except (UserError, DataFormatError, CheckpointError, RunSaveError, ValueError, OSError) as exc:
         if os.environ.get("HWM_STUDIO_DEBUG"):
             raise
         print(f"hwm-studio: error: {exc}", file=sys.stderr)

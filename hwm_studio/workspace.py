@@ -59,12 +59,19 @@ class Workspace:
         return True
 
     def runs(self) -> list[str]:
+        """Run directories: those holding something named weights.safetensors (whether it is a
+        checkpoint the studio can read is the loader's to say, and the studio says it)."""
         runs = self.root / "runs"
-        return sorted(p.name for p in runs.iterdir() if (p / WEIGHTS).is_file() and _NAME.match(p.name)
-                      and self._contains(p / WEIGHTS))  # fmt: skip
+        return sorted(p.name for p in runs.iterdir()
+                      if _NAME.match(p.name) and p.is_dir() and os.path.lexists(p / WEIGHTS)
+                      and self._contains(p))  # fmt: skip
 
     def run_path(self, name: str) -> Path:
-        return self.path(name, "runs")
+        """A run directory; its weights too must resolve inside (a link pointing out is refused)."""
+        path = self.path(name, "runs")
+        if os.path.lexists(path / WEIGHTS):
+            self._inside(path / WEIGHTS)
+        return path
 
     def add_data(self, name: str, content: bytes) -> str:
         """Save an uploaded trajectory file as `name`, once it has read back as valid; its name."""

@@ -117,6 +117,10 @@ def test_the_workspace_refuses_every_way_out(layout) -> None:
     assert ws.runs() == []
     with pytest.raises(WorkspaceError):
         ws.run_path("evil")
+    (ws.root / "runs" / "linked").mkdir()  # a run inside whose weights point out
+    (ws.root / "runs" / "linked" / "weights.safetensors").symlink_to(tmp / "outside" / "run" / "weights.safetensors")
+    with pytest.raises(WorkspaceError, match="outside the workspace"):
+        ws.run_path("linked")
 
 
 def test_uploads_are_capped_validated_and_never_replace_a_file(layout, monkeypatch) -> None:

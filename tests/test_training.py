@@ -76,7 +76,9 @@ def test_divergence_stops_training_and_restores_the_last_good_weights(pendulum_d
     snapshots = {}
 
     def poison(event):  # at step 30, corrupt the weights the way an exploding step would
-        if event["event"] == "step" and event["step"] == 25:
+        # the snapshot of step 25 is of the weights step 25's loss was computed on (after step 24):
+        # those after step 25 are not known to be good until step 26's loss says so
+        if event["event"] == "step" and event["step"] == 24:
             snapshots["good"] = {k: v.clone() for k, v in model.state_dict().items()}
         if event["event"] == "step" and event["step"] == 30:
             with torch.no_grad():
@@ -86,6 +88,8 @@ def test_divergence_stops_training_and_restores_the_last_good_weights(pendulum_d
     assert result.status == "diverged"
     assert result.steps_done == 30
     assert "restored" in result.message
+    assert result.reason == "loss became nan at step 31"
+    assert result.good_step == 24
     for k, v in model.state_dict().items():
         assert torch.isfinite(v).all(), k
         assert torch.equal(v, snapshots["good"][k]), k

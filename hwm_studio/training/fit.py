@@ -10,7 +10,10 @@ The horizon h grows linearly from 1 to `horizon` over the first `curriculum` fra
 one-step targets shape the field quickly, long ones make it stable.
 
 Safety: a non-finite loss or gradient, or a loss far above the best seen, stops training and
-restores the last good weights (snapshotted every `snapshot_every` steps and at validations).
+restores the last good weights: snapshotted every `snapshot_every` steps (of weights whose loss
+was just accepted, before the step moves them: weights an exploding step has just written are
+never the "good" ones) and at validations (when the held-out error is finite and not itself
+diverged). The result says why (`reason`) and which step's weights it kept (`good_step`).
 """
 
 from __future__ import annotations
@@ -69,6 +72,8 @@ class FitResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     message: str = ""
     seconds: float = 0.0
+    reason: str = ""  # why a diverged run stopped, e.g. 'non-finite gradient at step 37'
+    good_step: int = 0  # the step whose weights a diverged run restored (0: the initial ones)
 
 
 # (lr, batch size) the CLI and the studio start a kind from: pixel windows are stacks of frames, and
@@ -182,11 +187,11 @@ def fit(
                 keep = False
         return keep
 
-    good_state = copy.deepcopy(model.state_dict())
+    good_state, good_step = copy.deepcopy(model.state_dict()), 0
     best_state, best_val = None, math.inf
     best_loss: dict[int, float] = {}  # per horizon: the curriculum legitimately raises the loss
     history: list[dict[str, Any]] = []
-    status, message = "completed", ""
+    status, message, reason = "completed", "", ""
     t_start = time.perf_counter()
     step = 0
     model.train()
@@ -207,20 +212,18 @@ def fit(
         loss_value = float(loss.detach())
         ref = best_loss.get(h, math.inf)
         if not math.isfinite(loss_value) or loss_value > cfg.divergence_factor * max(ref, 1e-12):
-            status = "diverged"
-            message = f"loss became {loss_value:.3g} at step {step}; restored the last good weights"
+            status, reason = "diverged", f"loss became {loss_value:.3g} at step {step}"
             break
+        if step % cfg.snapshot_every == 0:  # these weights' loss was just accepted: they are good
+            good_state, good_step = copy.deepcopy(model.state_dict()), step - 1
         opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
         if not math.isfinite(grad_norm):
-            status = "diverged"
-            message = f"non-finite gradient at step {step}; restored the last good weights"
+            status, reason = "diverged", f"non-finite gradient at step {step}"
             break
         opt.step()
         best_loss[h] = min(ref, loss_value)
-        if step % cfg.snapshot_every == 0:
-            good_state = copy.deepcopy(model.state_dict())
         record = {
             "event": "step",
             "step": step,
@@ -244,8 +247,8 @@ def fit(
             if warning:
                 record["warning"] = event["warning"] = warning
             keep = emit(event) and keep
-            if math.isfinite(v):
-                good_state = copy.deepcopy(model.state_dict())
+            if math.isfinite(v) and (best_val == math.inf or v <= cfg.divergence_factor * best_val):
+                good_state, good_step = copy.deepcopy(model.state_dict()), step
                 if v < best_val:
                     best_val, best_state = v, copy.deepcopy(model.state_dict())
         history.append(record)
@@ -254,6 +257,7 @@ def fit(
             break
     if status == "diverged":
         model.load_state_dict(good_state)
+        message = f"{reason}; restored the last good weights (step {good_step})"
     elif cfg.restore_best and best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
@@ -264,6 +268,8 @@ def fit(
         history=history,
         message=message,
         seconds=time.perf_counter() - t_start,
+        reason=reason,
+        good_step=good_step,
     )
     emit({"event": "end", "status": status, "message": message, "steps_done": result.steps_done})
     return result

@@ -2,7 +2,10 @@
 
 Used by `hwm-studio train` and the studio's Train tab. Input is validated before anything is
 written, so bad input never touches an existing run directory; during training the run is
-saved whenever validation improves, so an interrupted run keeps its last good checkpoint.
+saved whenever validation improves, so an interrupted run keeps its last good checkpoint. A run
+that diverges ends on its last good weights, saved as its checkpoint. A run directory that cannot
+be written (a full disk, a directory made read-only or replaced by a file) stops the run at once
+with a RunSaveError that holds the model; one removed mid-run is made again by the next save.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from hwm_studio.data.format import TrajectoryData
 from hwm_studio.data.simulate import simulate
 from hwm_studio.models import WorldModel, build_model, config_from_data
 from hwm_studio.systems import get_system
-from hwm_studio.training.checkpoint import save_metrics, save_run
+from hwm_studio.training.checkpoint import CheckpointError, RunSaveError, save_metrics, save_run
 from hwm_studio.training.evaluate import evaluate
 from hwm_studio.training.fit import Callback, FitResult, TrainConfig, fit, seed_everything
 from hwm_studio.training.structure import fit_structure
@@ -99,11 +102,26 @@ def train_run(
     train_dict = {**asdict(cfg), "source": source or {}, "val_fraction": val_fraction, "structure": structure}
     best = {"val": float("inf")}
     current = {"model": model}
+    saved: dict[str, Any] = {"step": None, "error": None}
 
-    def checkpoint_on_improvement(event: dict[str, Any]) -> None:
+    def checkpoint_on_improvement(event: dict[str, Any]) -> bool:
+        if saved["error"] is not None:
+            return False
         if event["event"] == "validation" and event["val_rollout_mse"] < best["val"]:
-            best["val"] = event["val_rollout_mse"]
-            save_run(out, current["model"], train_config=train_dict)
+            progress = {"status": "training", "steps_done": event["step"],
+                        "best_val_rollout_mse": event["val_rollout_mse"]}  # fmt: skip
+            try:
+                save_run(out, current["model"], metrics=progress, train_config=train_dict)
+            except (OSError, CheckpointError) as exc:  # the disk, not the model: stop, keep the model
+                saved["error"], saved["at"] = exc, event["step"]
+                return False
+            best["val"], saved["step"] = event["val_rollout_mse"], event["step"]
+        return True
+
+    def not_saved(exc: BaseException, step: int, result: FitResult) -> RunSaveError:
+        last = "nothing was saved" if saved["step"] is None else f"the last checkpoint saved is of step {saved['step']}"
+        return RunSaveError(f"could not save the run to {out} ({exc}); training stopped at step {step}, the model "
+                            f"is kept in memory; {last}", model, result)  # fmt: skip
 
     def rebuilt(new: WorldModel) -> None:  # parts removed: the next checkpoints are of the new form
         current["model"] = new
@@ -114,6 +132,8 @@ def train_run(
         model, result = fit_structure(model, train, cfg, val, structure, every, stop, rebuilt)
     else:
         result = fit(model, train, cfg, val=val, callbacks=every, stop=stop)
+    if saved["error"] is not None:
+        raise not_saved(saved["error"], saved["at"], result)
     metrics: dict[str, Any] = {
         "status": result.status,
         "message": result.message,
@@ -128,7 +148,10 @@ def train_run(
     }
     if val is not None:
         metrics["val_eval"] = evaluate(model, val)[0]
-    save_run(out, model, metrics=metrics, train_config=train_dict)
+    try:
+        save_run(out, model, metrics=metrics, train_config=train_dict)
+    except (OSError, CheckpointError) as exc:
+        raise not_saved(exc, result.steps_done, result) from None
     return model, result, metrics
 
 

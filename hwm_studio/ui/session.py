@@ -10,6 +10,7 @@ the library's public API (`load_model`, the pretrained registry, the workspace's
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,7 @@ from hwm_studio.workspace import Workspace, WorkspaceError
 
 LIVE = "training run (live)"  # how the studio names the model being trained
 NO_MODEL = "(no model)"
+MAX_NOTICED = 3  # unreadable workspace runs named in the notice (the rest are counted)
 
 
 class Mute:
@@ -66,6 +68,7 @@ class Session(param.Parameterized):
     rollout = param.ClassSelector(class_=Rollout, default=None, allow_None=True, doc="the current rollout")
     frame = param.Integer(default=0, bounds=(0, None), doc="the step shown (the player's position)")
     status = param.String(default="", doc="what the session shows above the tabs (markdown)")
+    notice = param.String(default="", doc="workspace runs that cannot be read, and why (markdown)")
 
     def __init__(self, workspace: Workspace | None = None,
                  live: Callable[[], TrainingJob | None] = lambda: None, **params: Any) -> None:  # fmt: skip
@@ -125,20 +128,31 @@ class Session(param.Parameterized):
         the live training run when it learns this system."""
         opts = list(available().get(self.system, []))
         opts += list(self.pixel_models)
-        for name in self.workspace.runs():
-            try:
-                cfg = read_config(self.workspace.run_path(name))
-            except (CheckpointError, WorkspaceError):
-                continue
-            if known_as(cfg.system, cfg.system_params) == self.system:
-                opts.append(f"run: {name}")
+        runs, _ = self.workspace_runs()
+        opts += [f"run: {name}" for name, cfg in runs.items() if known_as(cfg.system, cfg.system_params) == self.system]
         if self.live() is not None:
             opts.append(LIVE)
         return opts or [NO_MODEL]
 
+    def workspace_runs(self) -> tuple[dict[str, Any], dict[str, str]]:
+        """The workspace's runs whose checkpoint header reads (name -> model config), and those
+        that do not (name -> why, one line each)."""
+        good, bad = {}, {}
+        for name in self.workspace.runs():
+            try:
+                good[name] = read_config(self.workspace.run_path(name))
+            except (CheckpointError, WorkspaceError) as exc:
+                bad[name] = str(exc).replace(f"{self.workspace.root}{os.sep}", "")
+        return good, bad
+
     def refresh_models(self) -> None:
         """New options for the selectors (the system changed, a run was saved or started), keeping
-        the defaults' pair: the pretrained HWM against the MLP when the system has them."""
+        the defaults' pair: the pretrained HWM against the MLP when the system has them. Runs in
+        the workspace that cannot be read are not offered; `notice` says which and why."""
+        _, bad = self.workspace_runs()
+        shown = [f"`{name}`: {why}" for name, why in list(bad.items())[:MAX_NOTICED]]
+        more = f"; and {len(bad) - MAX_NOTICED} more" if len(bad) > MAX_NOTICED else ""
+        self.notice = f"**{len(bad)} workspace run(s) cannot be read:** {'; '.join(shown)}{more}" if bad else ""
         opts = self.model_options()
         with self.quietly:
             self.param.model_name.objects = opts

@@ -56,6 +56,8 @@ class Studio(pn.viewable.Viewer):
         self._last_live = 0.0
         self._status = pn.pane.Markdown(self.session.status, sizing_mode="stretch_width")
         self.session.param.watch(lambda e: setattr(self._status, "object", e.new), ["status"])
+        self._notice = pn.pane.Markdown(self.session.notice, sizing_mode="stretch_width")
+        self.session.param.watch(lambda e: setattr(self._notice, "object", e.new), ["notice"])
         self._on_system()
         self.session.param.watch(self._on_system, ["system"])
         self.session.param.watch(self._on_model, ["model_name", "baseline_name"])
@@ -151,4 +153,5 @@ class Studio(pn.viewable.Viewer):
         tabs = pn.Tabs(*views.items(), sizing_mode="stretch_width", dynamic=False)
         tabs.param.watch(lambda e: self._on_tab(e.old, e.new), "active")
         sidebar = pn.Column("## hwm_studio", self.controls_panel(), width=310)
-        return pn.Row(sidebar, pn.Column(self._status, tabs, sizing_mode="stretch_width"), sizing_mode="stretch_width")
+        return pn.Row(sidebar, pn.Column(self._status, self._notice, tabs, sizing_mode="stretch_width"),
+                      sizing_mode="stretch_width")  # fmt: skip
