@@ -33,9 +33,13 @@ class Workspace:
         (self.root / "runs").mkdir(parents=True, exist_ok=True)
 
     def _inside(self, path: Path) -> Path:
-        resolved = path.resolve()
+        shown = os.path.relpath(path, self.root)  # as the user knows it, not where it leads
+        try:
+            resolved = path.resolve()
+        except (OSError, RuntimeError):  # a symlink loop
+            raise WorkspaceError(f"{shown}: cannot be resolved (a symlink loop?)") from None
         if resolved != self.root and self.root not in resolved.parents:
-            raise WorkspaceError(f"{path.name!r} resolves outside the workspace")
+            raise WorkspaceError(f"{shown}: resolves outside the workspace")
         return resolved
 
     def path(self, name: str, sub: str = "") -> Path:
