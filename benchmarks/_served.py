@@ -58,7 +58,12 @@ class _Errors(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.count += 1
-        self.last = [*self.last[-4:], f"{record.name}: {record.getMessage()[:300]}"]
+        text = f"{record.name}: {record.getMessage()[:300]}"
+        if record.exc_info:
+            trace = logging.Formatter().formatException(record.exc_info)
+            print(trace, file=sys.stderr, flush=True)  # the whole traceback in the server's log
+            text += " | " + " / ".join(trace.splitlines()[-3:])[:600]
+        self.last = [*self.last[-4:], text]
 
 
 def serve(port: int, workspace: str, unused_session_ms: int | None = None) -> None:
