@@ -252,7 +252,7 @@ class Scene:
             actions = torch.as_tensor(u[None], dtype=dtype) if system.action_dim and np.any(u != 0) else None
             has_energy = model.hamiltonian_field is not None
             q_hat, p_hat, traj = model.rollout_data(z0.q.to(dtype), z0.p.to(dtype), actions, spec.steps,
-                                                    record_energy=has_energy, fused=True)  # fmt: skip
+                                                    record_energy=has_energy, fused=model.worth_tracing)  # fmt: skip
             mq, mp = q_hat[0].double().numpy(), p_hat[0].double().numpy()
         truth, side = pending.result() if pending is not None else (self.truth(spec), None)
         t, u, tq, tp, te = truth
@@ -304,7 +304,7 @@ class Scene:
         has_energy = model.hamiltonian_field is not None
 
         def predict(frames: np.ndarray) -> Any:
-            return model.predict_frames(torch.as_tensor(frames[None]), actions, horizon, fused=True,  # type: ignore[attr-defined]
+            return model.predict_frames(torch.as_tensor(frames[None]), actions, horizon, fused=model.worth_tracing,  # type: ignore[attr-defined]
                                         record_energy=has_energy)  # fmt: skip
 
         out = predict(seen_frames)
@@ -439,7 +439,7 @@ class Scene:
         actions = None
         if u is not None and model.action_dim:
             actions = torch.as_tensor(np.repeat(u[None, None], q.shape[0], axis=0), dtype=torch.float32)
-        q1, p1, _ = model.rollout_data(q, p, actions, 1, fused=True)
+        q1, p1, _ = model.rollout_data(q, p, actions, 1, fused=model.worth_tracing)
         q0, p0, q1, p1 = q.double().numpy(), p.double().numpy(), q1[:, 1].double().numpy(), p1[:, 1].double().numpy()
         if align is not None:  # the step in the system's coordinates
             (q0, p0), (q1, p1) = align.apply(q0, p0), align.apply(q1, p1)

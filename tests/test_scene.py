@@ -198,3 +198,21 @@ def test_the_truth_s_head_is_the_truth_s_first_states_bit_for_bit(system: str) -
         scene = Scene()
         _, u, tq, _, _ = scene.truth(spec)
         np.testing.assert_array_equal(scene._truth_head(spec, u, 3), tq[:3])
+
+
+def test_a_scene_traces_shared_checkpoints_only_and_a_model_still_learning_rolls_out_eagerly() -> None:
+    """torch never frees a traced graph: the studio traces weights shared read-only (a bounded set),
+    not every model it meets (each training run of each session); eagerly the numbers are the same."""
+    from hwm_studio.pretrained import run_dir
+    from hwm_studio.training.checkpoint import load_model, load_shared
+
+    spec = SceneSpec("pendulum", steps=60, seed=2, actions=ActionSchedule("constant", (0.4,)))
+    private, shared = load_model(run_dir("pendulum", "hwm")), load_shared(run_dir("pendulum", "hwm"))
+    assert not private.worth_tracing
+    assert shared.worth_tracing
+    eager = Scene(private).run(spec)
+    traced = Scene(shared).run(spec)
+    assert not getattr(private, "_fused_cache", {})  # nothing traced for the private copy
+    assert getattr(shared, "_fused_cache", {})
+    np.testing.assert_array_equal(eager.model_q, traced.model_q)  # the same numbers either way
+    np.testing.assert_array_equal(eager.model_p, traced.model_p)

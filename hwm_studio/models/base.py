@@ -54,6 +54,14 @@ class WorldModel(nn.Module, ABC):
         self.shared_as: tuple | None = None
 
     @property
+    def worth_tracing(self) -> bool:
+        """Whether a long-lived process should trace this model's rollouts: only weights shared
+        read-only (checkpoints, a bounded set). torch never frees a traced graph (~60 MB a model),
+        so tracing every model a server meets (each training run of each session) would grow it
+        without bound; eagerly, the numbers are the same bit for bit, only slower."""
+        return self.shared_as is not None
+
+    @property
     def hamiltonian_field(self) -> PortHamiltonianField | None:
         """The model's port-Hamiltonian field, if it has an energy (HWM, HNN); None otherwise."""
         return None

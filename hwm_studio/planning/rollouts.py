@@ -55,9 +55,9 @@ class ModelRollout:
         return q, p, energy
 
 
-def model_rollout(model: WorldModel, energy: bool = True) -> ModelRollout:
+def model_rollout(model: WorldModel, energy: bool = True, fused: bool = True) -> ModelRollout:
     """A learned model as a planner's rollout (one batched, no-grad, fused rollout on its device)."""
-    return ModelRollout(model, energy=energy)
+    return ModelRollout(model, energy=energy, fused=fused)
 
 
 class SystemRollout:

@@ -213,7 +213,7 @@ class PlanPanel(pn.viewable.Viewer):
             return None
         try:
             ctx, planner, cost, _ = self._setup()
-            rollout = model_rollout(ctx.model)  # type: ignore[arg-type]
+            rollout = model_rollout(ctx.model, fused=ctx.model.worth_tracing)  # type: ignore[arg-type,union-attr]
             state = self._start_state(ctx, ctx.model)  # type: ignore[arg-type]
             t0 = time.perf_counter()
             result = planner.plan(rollout, state, cost)
@@ -244,7 +244,7 @@ class PlanPanel(pn.viewable.Viewer):
         try:
             ctx, planner, cost, _ = self._setup()
             model = ctx.model.own_copy()  # knobs of its own: the Explore tab keeps using its model's
-            rollout = model_rollout(model)  # type: ignore[arg-type]
+            rollout = model_rollout(model, fused=model.worth_tracing)  # type: ignore[arg-type,union-attr]
             start = PhaseState(torch.as_tensor(ctx.q0, dtype=torch.float64)[None],
                                torch.as_tensor(ctx.p0, dtype=torch.float64)[None])  # fmt: skip
             env = SystemEnv(ctx.system, reward=cost, dt=ctx.dt, max_steps=int(self.mpc_steps), initial=start)

@@ -376,7 +376,14 @@ class PlayPanel(pn.viewable.Viewer):
             self.status = "No model to play: pick one in the sidebar."
             return False
         try:
-            self.player = Player(model, system, dt=live_dt(model), seed=self.seed, gain=self.gain)
+            self.player = Player(
+                model,
+                system,
+                dt=live_dt(model),
+                seed=self.seed,
+                gain=self.gain,
+                traced=model is None or model.worth_tracing,
+            )
         except ValueError as exc:
             self.status = f"**Cannot play this model:** {exc}"
             return False
