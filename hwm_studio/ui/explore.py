@@ -22,6 +22,7 @@ from bokeh.events import Tap
 from hwm_studio.models import WorldModel
 from hwm_studio.physics.integrators import INTEGRATORS
 from hwm_studio.scene import SCHEDULES, ActionSchedule, Scene, SceneResult, SceneSpec, with_initial
+from hwm_studio.ui.loops import clicked
 from hwm_studio.ui.session import Mute, Rollout, Session
 from hwm_studio.ui.views import CouplingView, EnergyView, MetricsView, PhaseView, VideoView
 
@@ -278,7 +279,7 @@ class ExplorePanel(pn.viewable.Viewer):
                                          width=290)  # fmt: skip
         self._player.link(self.session, value="frame")
         self._reset = pn.widgets.Button(label="Reset initial state", width=290)
-        self._reset.on_click(self.reset_initial)
+        self._reset.on_click(clicked(self.reset_initial))
 
     def enable_3d(self) -> None:
         from hwm_studio.ui.entity3d import EntityView3D

@@ -8,7 +8,7 @@ that tick (Play's loop, the Train tab's poll) take a `Schedule` rather than call
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import panel as pn
 
@@ -35,3 +35,26 @@ def served_schedule(tick: Callable[[], None], period_ms: int) -> Ticker | None:
     ticker._background, ticker.log = True, False
     ticker.start()
     return ticker
+
+
+def under_lock(action: Callable[[], object]) -> None:
+    """Run `action` where a served page's Bokeh models may be changed: as its document's next-tick
+    callback, which Bokeh runs holding the document lock; at once outside a served page (a
+    notebook's own loop, a test).
+
+    Why: Panel 1.9 hands a browser event that arrives while a change of the same page is still
+    pending (a tab switched just before a button is clicked) to a bare coroutine holding no lock
+    (panel/reactive.py `_server_event` -> `state.execute` -> param's async executor); a Bokeh
+    model changed there raises Bokeh's "_pending_writes should be non-None" error. Seen in
+    benchmarks/soak.py: the Train tab's Start, clicked right after its tab, failed 1-2 times an hour.
+    """
+    doc = pn.state.curdoc
+    if doc is not None and doc.session_context is not None:
+        pn.state.execute(action, schedule=True)
+    else:
+        action()
+
+
+def clicked(action: Callable[[], object]) -> Callable[[Any], None]:
+    """A button's on_click handler running `action` under the page's lock (see `under_lock`)."""
+    return lambda _event: under_lock(action)

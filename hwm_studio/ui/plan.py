@@ -31,7 +31,7 @@ from hwm_studio.planning import PLANNERS, MPCStep, Planner, PlanResult, SystemEn
 from hwm_studio.planning.presets import default_target_energy, preset_cost, preset_names
 from hwm_studio.state import PhaseState
 from hwm_studio.systems.base import System
-from hwm_studio.ui.loops import Schedule, Ticker, served_schedule
+from hwm_studio.ui.loops import Schedule, Ticker, clicked, served_schedule
 from hwm_studio.ui.views import MODEL, TOOLS, TRUTH
 
 CHOSEN = "#009E73"
@@ -118,9 +118,9 @@ class PlanPanel(pn.viewable.Viewer):
         self._plan_button = pn.widgets.Button(label="Plan", color="primary", width=90)
         self._run_button = pn.widgets.Button(label="Run MPC", color="success", width=90)
         self._stop_button = pn.widgets.Button(label="Stop", width=70)
-        self._plan_button.on_click(self.plan)
-        self._run_button.on_click(self.run_mpc)
-        self._stop_button.on_click(self.stop_mpc)
+        self._plan_button.on_click(clicked(self.plan))
+        self._run_button.on_click(clicked(self.run_mpc))
+        self._stop_button.on_click(clicked(self.stop_mpc))
 
     # --- figures ---------------------------------------------------------------------------------
     def _phase_figure(self) -> figure:

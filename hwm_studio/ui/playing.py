@@ -28,7 +28,7 @@ from panel.custom import JSComponent
 from hwm_studio.models.base import WorldModel
 from hwm_studio.play import Pacer, Player, live_dt
 from hwm_studio.systems.base import System
-from hwm_studio.ui.loops import Schedule, served_schedule
+from hwm_studio.ui.loops import Schedule, served_schedule, under_lock
 from hwm_studio.workspace import Workspace
 
 # key -> (action dim, direction); space releases everything, r resets, p pauses (COMMANDS)
@@ -359,7 +359,7 @@ class PlayPanel(pn.viewable.Viewer):
         self.ledger = LiveLedger(sizing_mode="stretch_width")
         # Browser events run through `on_loop`: a served page sends what they change by itself; a
         # notebook runs them on the kernel's loop and pushes what they changed (ui/notebook.py).
-        self.on_loop: Callable[[Callable[[], None]], None] = lambda fn: fn()
+        self.on_loop: Callable[[Callable[[], None]], None] = under_lock
         self.param.watch(lambda e: self.on_loop(lambda: self._on_pause(e)), ["paused"])
         self.param.watch(lambda e: self._set_rtf(e.new), ["rtf"])
         self.param.watch(lambda e: self._set_gain(e.new), ["gain"])

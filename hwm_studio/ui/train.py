@@ -25,7 +25,7 @@ from hwm_studio.systems import known_as
 from hwm_studio.training.fit import TrainConfig, kind_defaults
 from hwm_studio.training.job import TrainingJob
 from hwm_studio.training.run import system_dataset
-from hwm_studio.ui.loops import Schedule, Ticker, served_schedule
+from hwm_studio.ui.loops import Schedule, Ticker, clicked, served_schedule
 from hwm_studio.ui.session import LIVE
 from hwm_studio.ui.views import MODEL, OTHER, TOOLS
 from hwm_studio.workspace import MAX_UPLOAD_BYTES, Workspace, WorkspaceError
@@ -83,7 +83,7 @@ class TrainPanel(pn.viewable.Viewer):
         for label, action, width in (("Start", self.start, 80), ("Pause/Resume", self.pause, 110),
                                      ("Stop", self.stop, 70), ("Save", self.save, 70)):  # fmt: skip
             button = pn.widgets.Button(label=label, width=width, color="primary" if label == "Start" else "default")
-            button.on_click(lambda _event, action=action: action())
+            button.on_click(clicked(action))
             self._buttons.append(button)
 
     # --- data ------------------------------------------------------------------------------------
