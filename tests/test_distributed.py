@@ -66,7 +66,9 @@ def test_what_cannot_train_on_several_processes_is_refused_before_any_starts(tmp
 def test_two_processes_take_the_steps_of_one_on_the_whole_batch(tmp_path, capsys) -> None:
     one, two = tmp_path / "one", tmp_path / "two"
     assert main([*TRAIN, "--out", str(one)]) == 0  # structure 'auto': prunes, rebuilds and trains on
-    res = _torchrun("-m", "hwm_studio", *TRAIN, "--out", str(two))
+    # --processes 2 runs `python -m torch.distributed.run --standalone --nproc-per-node=2 -m hwm_studio ...`
+    cmd = [sys.executable, "-m", "hwm_studio", *TRAIN, "--processes", "2", "--out", str(two)]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stdout.count("completed: 30 steps") == 1  # rank 0 alone reports
     assert res.stderr.count("train hwm:   0%") == 1  # and shows progress
