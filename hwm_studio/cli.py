@@ -4,6 +4,10 @@ User errors (bad files, bad options) and the disk's (an OSError: a full disk, a 
 cannot be written) print one line `hwm-studio: error: ...` and exit 1; set HWM_STUDIO_DEBUG=1 to
 see the traceback instead. `train` exits 3 when training diverged (its run directory keeps the
 last good weights) and says why in one line.
+
+`train` trains data-parallel when torchrun starts it as several processes
+(`torchrun --nproc-per-node N -m hwm_studio train ...`), or when given `--processes N`, which runs
+that for you on this machine (training/distributed.py). Process 0 alone writes and reports.
 """
 
 from __future__ import annotations
@@ -163,14 +167,17 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--random-steps", type=int, default=None, help="with --env: random-action steps first")
     p.add_argument("--rounds", type=int, default=None, help="with --env: MPC rounds with the model being learned")
     p.add_argument("--out", required=True, help="run directory to write")
+    # not --nproc: torchrun reads a prefix of its own --nproc-per-node in the command it runs as its own
+    p.add_argument("--processes", type=int, default=None, metavar="N",
+                   help="train data-parallel on N processes of this machine (torchrun; one GPU each on cuda); "
+                        "--batch-size is the batch of all N together")  # fmt: skip
     p.set_defaults(func=_train)
 
 
 def _train(a: argparse.Namespace) -> int:
-    from hwm_studio.data.format import load_trajectories
     from hwm_studio.device import resolve_device
     from hwm_studio.models import PIXEL_MODELS
-    from hwm_studio.training.run import system_dataset, train_run
+    from hwm_studio.training import distributed
 
     resolve_device(a.device)  # fail before any work if cuda is asked for and absent
     env_only = {"--env-steps": a.env_steps, "--random-steps": a.random_steps, "--rounds": a.rounds}
@@ -194,8 +201,19 @@ def _train(a: argparse.Namespace) -> int:
         raise UserError(f"--structure applies to the hwm model, not {a.model}")
     if a.structure is not None and a.env:
         raise UserError("--structure does not apply with --env: the planning loop trains the full structure")
+    if _processes(a) > 1 and not distributed.launched():
+        return _launch_processes(a)
     if a.env:
         return _train_env(a)
+    with distributed.process_group(a.device):  # joins torchrun's processes, when it started this one
+        return _train_on_data(a, pixels)
+
+
+def _train_on_data(a: argparse.Namespace, pixels: bool) -> int:
+    from hwm_studio.data.format import load_trajectories
+    from hwm_studio.training.run import system_dataset, train_run
+
+    out = Path(a.out)
     if a.data:
         data = load_trajectories(a.data)
         source = {"data": str(a.data)}
@@ -218,6 +236,52 @@ def _train(a: argparse.Namespace) -> int:
     return _report_training(result, metrics, out)
 
 
+def _processes(a: argparse.Namespace) -> int:
+    """How many processes train (--processes, or torchrun's), refusing what cannot train on several."""
+    import torch
+
+    from hwm_studio.models import PIXEL_MODELS
+    from hwm_studio.training import distributed
+    from hwm_studio.training.fit import kind_defaults
+
+    started = distributed.launched_size()
+    if a.processes is not None and a.processes < 1:
+        raise UserError(f"--processes must be >= 1, got {a.processes}")
+    if a.processes is not None and started > 1 and a.processes != started:
+        raise UserError(f"--processes {a.processes}, but torchrun started {started} (leave it out under torchrun)")
+    n = max(started, a.processes or 1)
+    if n == 1:
+        return n
+    if a.env:
+        raise UserError("--env trains in one process: collecting in an environment is not data-parallel")
+    if a.model in PIXEL_MODELS:
+        raise UserError(f"{a.model} trains in one process: it calibrates its image geometry from one batch, "
+                        "at a step each process would choose by itself")  # fmt: skip
+    batch = a.batch_size if a.batch_size is not None else kind_defaults(a.model)[1]
+    if batch % n:
+        raise UserError(f"--batch-size {batch} does not split evenly over {n} processes")
+    on_cuda = a.device.startswith("cuda") or (a.device == "auto" and torch.cuda.is_available())
+    if on_cuda and started == 1 and n > torch.cuda.device_count():
+        raise UserError(f"--processes {n} on cuda needs {n} GPUs; this machine has {torch.cuda.device_count()}")
+    return n
+
+
+def _launch_processes(a: argparse.Namespace) -> int:
+    """--processes N: this very command, run by torchrun as N processes on this machine."""
+    import signal
+    import subprocess
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={a.processes}",
+           "-m", "hwm_studio", *a.argv]  # fmt: skip
+    proc = subprocess.Popen(cmd)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:  # torchrun stops its processes on SIGINT: let it, then say so
+        proc.send_signal(signal.SIGINT)
+        proc.wait()
+        raise
+
+
 def _train_config(a: argparse.Namespace) -> TrainConfig:
     from hwm_studio.training.fit import TrainConfig, kind_defaults
 
@@ -229,10 +293,13 @@ def _train_config(a: argparse.Namespace) -> TrainConfig:
 
 
 def _progress_bar(steps: int, desc: str) -> tuple[Any, Callable[[dict], None]]:
-    """A tqdm bar on stderr and the training callback that drives it."""
+    """A tqdm bar on stderr and the training callback that drives it (process 0's alone)."""
     from tqdm import tqdm
 
-    bar = tqdm(total=steps, desc=desc, unit="step", dynamic_ncols=True, file=sys.stderr)
+    from hwm_studio.training import distributed
+
+    bar = tqdm(total=steps, desc=desc, unit="step", dynamic_ncols=True, file=sys.stderr,
+               disable=not distributed.is_writer())  # fmt: skip
     post: dict[str, float] = {}
 
     def progress(event: dict) -> None:
@@ -251,7 +318,12 @@ def _progress_bar(steps: int, desc: str) -> tuple[Any, Callable[[dict], None]]:
 
 
 def _report_training(result: Any, metrics: dict, out: Path) -> int:
-    """The run's summary on stdout; a diverged run (exit 3) says why in one line on stderr."""
+    """The run's summary on stdout; a diverged run (exit 3) says why in one line on stderr.
+    Data-parallel, process 0 alone says it; every process exits alike."""
+    from hwm_studio.training import distributed
+
+    if not distributed.is_writer():
+        return 3 if result.status == "diverged" else 0
     print(f"{result.status}: {result.steps_done} steps in {result.seconds:.1f} s -> {out}")
     if result.message and result.status != "diverged":
         print(result.message)
@@ -510,12 +582,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # `train --processes` runs it again under torchrun
     try:
         return int(args.func(args))
     except (UserError, DataFormatError, CheckpointError, RunSaveError, ValueError, OSError) as exc:
         if os.environ.get("HWM_STUDIO_DEBUG"):
             raise
-        print(f"hwm-studio: error: {exc}", file=sys.stderr)
+        where = f" (process {os.environ['RANK']})" if os.environ.get("WORLD_SIZE", "1") != "1" else ""
+        print(f"hwm-studio: error{where}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("hwm-studio: interrupted", file=sys.stderr)

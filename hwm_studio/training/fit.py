@@ -14,11 +14,17 @@ restores the last good weights: snapshotted every `snapshot_every` steps (of wei
 was just accepted, before the step moves them: weights an exploding step has just written are
 never the "good" ones) and at validations (when the held-out error is finite and not itself
 diverged). The result says why (`reason`) and which step's weights it kept (`good_step`).
+
+Data-parallel: started by torchrun as one of N processes (training/distributed.py says how), each
+rank takes its share of every step's batch, DDP averages the gradients, and everything that steers
+the loop (losses, stop requests, validation) is agreed across ranks: N ranks take the steps one
+process takes on the whole batch. In a single process none of this does anything.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import threading
 import time
@@ -31,9 +37,9 @@ import torch
 from torch import Tensor
 
 from hwm_studio.data.format import TrajectoryData
-from hwm_studio.device import resolve_device
 from hwm_studio.models import PIXEL_MODELS
 from hwm_studio.models.base import WorldModel
+from hwm_studio.training import distributed
 from hwm_studio.training.windows import SeriesTensors, sample_windows, to_series
 
 Callback = Callable[[dict[str, Any]], bool | None]
@@ -117,6 +123,14 @@ def validation_error(model: WorldModel, series: SeriesTensors, horizon: int | No
     return model.series_error(series.obs[:, :n], actions)
 
 
+def _validate(model: WorldModel, series: SeriesTensors, horizon: int | None) -> tuple[float, str | None]:
+    model.eval()
+    try:
+        return validation_error(model, series, horizon), diagnosis(model, series, horizon)
+    finally:
+        model.train()
+
+
 @torch.no_grad()
 def diagnosis(model: WorldModel, series: SeriesTensors, horizon: int | None) -> str | None:
     """The model's own warning about its training (e.g. a pixel model drawing no bodies), or None."""
@@ -134,6 +148,24 @@ def _param_groups(model: WorldModel, cfg: TrainConfig) -> list[dict[str, Any]]:
         lr = cfg.lr * cfg.large_step_lr_scale
         groups.append({"params": phys, "lr": lr, "base_lr": lr, "weight_decay": 0.0})
     return groups
+
+
+class StepLoss(torch.nn.Module):
+    """A step's loss on a batch of windows, as a module's forward: what DDP wraps (it averages the
+    gradients of what its module's forward computed). Returns (loss, rollout loss, penalty)."""
+
+    def __init__(self, model: WorldModel, cfg: TrainConfig) -> None:
+        super().__init__()
+        self.model, self.cfg = model, cfg
+
+    def forward(
+        self, obs: Tensor, actions: Tensor | None, labels: tuple[Tensor, Tensor] | None, h: int, progress: float
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        loss_roll, penalty = self.model.window_loss(obs, actions, h, progress=progress)
+        loss = loss_roll + self.cfg.residual_weight * penalty
+        if self.cfg.derivative_weight > 0 and labels is not None:
+            loss = loss + self.cfg.derivative_weight * derivative_loss(self.model, obs, actions, labels)
+        return loss, loss_roll, penalty
 
 
 def make_optimizer(model: WorldModel, cfg: TrainConfig) -> torch.optim.Adam:
@@ -156,11 +188,12 @@ def fit(
     """Train `model` in place on `train` (validated TrajectoryData); returns what happened.
 
     Callbacks receive event dicts ({'event': 'step' | 'validation' | 'end', ...}); one returning
-    False stops training (status 'stopped'), as does setting `stop`.
+    False stops training (status 'stopped'), as does setting `stop`. Data-parallel, every rank's
+    callbacks receive the same events, and a stop asked for on any rank stops them all.
     """
     cfg = config or TrainConfig()
     callbacks = callbacks or []
-    device = resolve_device(cfg.device)
+    device = distributed.local_device(cfg.device)
     seed_everything(cfg.seed)
     if cfg.derivative_weight > 0 and derivatives is None:
         raise ValueError("derivative_weight > 0 needs derivative labels")
@@ -168,12 +201,17 @@ def fit(
         raise ValueError("training trajectories need at least 2 time points")
     if model.action_dim and train.u is None:
         raise ValueError(f"the model takes {model.action_dim} action dims but the data has no 'u'")
+    if model.sees_pixels and distributed.active():
+        raise ValueError(f"the {model.kind} model cannot train on several processes: it calibrates its image "
+                         "geometry from one batch, at a step each process would choose by itself")  # fmt: skip
+    rows = distributed.shard(cfg.batch_size)  # this rank's windows of each step's batch (None: all)
     model.to(device)
     series = to_series(model, train, device, derivatives=derivatives)
     model.prepare_training(series.obs)
     val_series = to_series(model, val, device) if val is not None else None
     gen = torch.Generator().manual_seed(cfg.seed)
     opt = make_optimizer(model, cfg)
+    step_loss = distributed.data_parallel(StepLoss(model, cfg))
     max_h = cfg.horizon
     while max_h > 1 and model.window_length(max_h) > train.n_times:
         max_h -= 1
@@ -195,21 +233,21 @@ def fit(
     t_start = time.perf_counter()
     step = 0
     model.train()
-    for step in range(1, cfg.steps + 1):
-        if stop is not None and stop.is_set():
-            status, message = "stopped", "stopped on request"
-            step -= 1
-            break
+    asked_before = distributed.any_rank(stop is not None and stop.is_set())[0]  # later: after each step
+    if asked_before:
+        status, message = "stopped", "stopped on request"
+    for step in range(1, 1 if asked_before else cfg.steps + 1):
         lr_factor = 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * (step - 1) / cfg.steps))
         for g in opt.param_groups:
             g["lr"] = g["base_lr"] * lr_factor
         h = min(cfg.horizon_at(step), max_h)
-        obs, actions, labels = sample_windows(series, model.window_length(h) - 1, cfg.batch_size, gen)
-        loss_roll, penalty = model.window_loss(obs, actions, h, progress=(step - 1) / cfg.steps)
-        loss = loss_roll + cfg.residual_weight * penalty
-        if cfg.derivative_weight > 0 and labels is not None:
-            loss = loss + cfg.derivative_weight * derivative_loss(model, obs, actions, labels)
-        loss_value = float(loss.detach())
+        obs, actions, labels = sample_windows(series, model.window_length(h) - 1, cfg.batch_size, gen, rows)
+        loss, loss_roll, penalty = step_loss(obs, actions, labels, h, (step - 1) / cfg.steps)
+        terms = dict(model.last_loss_terms)
+        # the whole batch's: each rank's mean over its windows, averaged (non-finite anywhere: everywhere)
+        loss_value, roll_value, penalty_value, *term_values = distributed.mean_over_ranks(
+            [float(loss.detach()), float(loss_roll.detach()), float(penalty.detach()), *terms.values()]
+        )
         ref = best_loss.get(h, math.inf)
         if not math.isfinite(loss_value) or loss_value > cfg.divergence_factor * max(ref, 1e-12):
             status, reason = "diverged", f"loss became {loss_value:.3g} at step {step}"
@@ -218,6 +256,7 @@ def fit(
             good_state, good_step = copy.deepcopy(model.state_dict()), step - 1
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        # data-parallel, DDP has averaged the gradients: non-finite on one rank, non-finite on all
         grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
         if not math.isfinite(grad_norm):
             status, reason = "diverged", f"non-finite gradient at step {step}"
@@ -228,20 +267,18 @@ def fit(
             "event": "step",
             "step": step,
             "loss": loss_value,
-            "rollout_loss": float(loss_roll.detach()),
-            "residual_penalty": float(penalty.detach()),
+            "rollout_loss": roll_value,
+            "residual_penalty": penalty_value,
             "horizon": h,
             "lr": opt.param_groups[0]["lr"],
             "grad_norm": grad_norm,
         }
-        if model.last_loss_terms:
-            record["terms"] = dict(model.last_loss_terms)
+        if terms:
+            record["terms"] = dict(zip(terms, term_values, strict=True))
         keep = emit(record)
         if val_series is not None and cfg.val_every and (step % cfg.val_every == 0 or step == cfg.steps):
-            model.eval()
-            v = validation_error(model, val_series, cfg.val_horizon)
-            warning = diagnosis(model, val_series, cfg.val_horizon)
-            model.train()
+            # on rank 0, for every rank: the best and last good weights are chosen alike everywhere
+            v, warning = distributed.on_writer(functools.partial(_validate, model, val_series, cfg.val_horizon))
             record["val_rollout_mse"] = v
             event = {"event": "validation", "step": step, "val_rollout_mse": v}
             if warning:
@@ -252,8 +289,12 @@ def fit(
                 if v < best_val:
                     best_val, best_state = v, copy.deepcopy(model.state_dict())
         history.append(record)
-        if not keep:
+        stopped_by_callback, stop_asked = distributed.any_rank(not keep, stop is not None and stop.is_set())
+        if stopped_by_callback:
             status, message = "stopped", "stopped by a callback"
+            break
+        if stop_asked and step < cfg.steps:
+            status, message = "stopped", "stopped on request"
             break
     if status == "diverged":
         model.load_state_dict(good_state)

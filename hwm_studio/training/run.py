@@ -6,6 +6,7 @@ saved whenever validation improves, so an interrupted run keeps its last good ch
 that diverges ends on its last good weights, saved as its checkpoint. A run directory that cannot
 be written (a full disk, a directory made read-only or replaced by a file) stops the run at once
 with a RunSaveError that holds the model; one removed mid-run is made again by the next save.
+Data-parallel (training/distributed.py), every rank trains and rank 0 alone writes the run.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from hwm_studio.data.format import TrajectoryData
 from hwm_studio.data.simulate import simulate
 from hwm_studio.models import WorldModel, build_model, config_from_data
 from hwm_studio.systems import get_system
+from hwm_studio.training import distributed
 from hwm_studio.training.checkpoint import CheckpointError, RunSaveError, save_metrics, save_run
 from hwm_studio.training.evaluate import evaluate
 from hwm_studio.training.fit import Callback, FitResult, TrainConfig, fit, seed_everything
@@ -88,7 +90,8 @@ def train_run(
     otherwise a fresh one is built from the data. `structure` (HWM only, training/structure.py):
     'full' keeps friction and residual (what the pretrained assets and the planning loop use),
     'auto' keeps each only where held-out rollouts need it (the CLI's default), 'conservative'
-    trains without them.
+    trains without them. Data-parallel, only rank 0 writes `out` and evaluates the result (other
+    ranks' metrics have no 'val_eval'); every rank returns the same model and result.
     """
     cfg = train_config or TrainConfig()
     check_trainable(data, cfg.horizon)
@@ -100,6 +103,9 @@ def train_run(
         raise ValueError(f"train_run was given a {model.kind!r} model but asked to train {kind!r}")
     out = Path(out)
     train_dict = {**asdict(cfg), "source": source or {}, "val_fraction": val_fraction, "structure": structure}
+    if distributed.world_size() > 1:
+        train_dict["processes"] = distributed.world_size()  # data-parallel: batch_size is the global batch
+    writer = distributed.is_writer()
     best = {"val": float("inf")}
     current = {"model": model}
     saved: dict[str, Any] = {"step": None, "error": None}
@@ -107,7 +113,7 @@ def train_run(
     def checkpoint_on_improvement(event: dict[str, Any]) -> bool:
         if saved["error"] is not None:
             return False
-        if event["event"] == "validation" and event["val_rollout_mse"] < best["val"]:
+        if writer and event["event"] == "validation" and event["val_rollout_mse"] < best["val"]:
             progress = {"status": "training", "steps_done": event["step"],
                         "best_val_rollout_mse": event["val_rollout_mse"]}  # fmt: skip
             try:
@@ -146,6 +152,8 @@ def train_run(
             if r["step"] % max(1, cfg.steps // 200) == 0 or "val_rollout_mse" in r
         ],
     }
+    if not writer:
+        return model, result, metrics
     if val is not None:
         metrics["val_eval"] = evaluate(model, val)[0]
     try:

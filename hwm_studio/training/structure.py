@@ -16,13 +16,15 @@ little friction lowers it on noisy held-out data too. So each part is judged by 
     more than `TOLERANCE` worse.
 The model is then rebuilt without the removed parts (its other weights kept), trained a little
 further in that form, and the choice and its evidence are recorded in its config. G is never
-removed: whether actions act is a fact of the data, not a fit.
+removed: whether actions act is a fact of the data, not a fit. Data-parallel, rank 0 judges and
+every rank takes its verdict (each rank rebuilds the same model; fit wraps it in DDP anew).
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -33,6 +35,7 @@ import torch
 from hwm_studio.data.format import TrajectoryData
 from hwm_studio.models import build_model
 from hwm_studio.models.base import WorldModel
+from hwm_studio.training import distributed
 from hwm_studio.training.fit import Callback, FitResult, TrainConfig, fit, validation_error
 from hwm_studio.training.windows import to_series
 
@@ -100,6 +103,30 @@ def without(model: WorldModel, removed: tuple[str, ...]) -> WorldModel:
     return pruned
 
 
+def _choose(model: WorldModel, val: TrajectoryData) -> tuple[tuple[str, ...], dict[str, Any], float]:
+    """The parts to remove, the evidence, and the held-out error of the model without them."""
+    parts = _parts(model)
+    removed_list: list[str] = []
+    record: dict[str, Any] = {}
+    balance = energy_balance(model, val)
+    record["energy_balance"] = balance
+    if not balance["dissipative"]:  # the held-out data keep their energy: nothing may drain it
+        removed_list += parts
+    series = to_series(model, val, next(model.parameters()).device)  # the pruned model observes data alike
+    if balance["dissipative"] and "residual" in parts:
+        with_r, without_r = _score_without(model, (), series), _score_without(model, ("residual",), series)
+        record["rollout_error"] = {"with residual": with_r, "without": without_r}
+        if without_r <= (1 + TOLERANCE) * with_r:
+            removed_list.append("residual")
+    removed = tuple(removed_list)
+    record.update(removed=list(removed), kept=[p for p in parts if p not in removed])
+    return removed, record, _score_without(model, removed, series)
+
+
+def _held_out_error(model: WorldModel, val: TrajectoryData) -> float:
+    return validation_error(model.eval(), to_series(model, val, next(model.parameters()).device), None)
+
+
 def fit_structure(
     model: WorldModel,
     train: TrajectoryData,
@@ -124,22 +151,7 @@ def fit_structure(
     result = fit(model, train, config, val=val, callbacks=callbacks, stop=stop, derivatives=derivatives)
     if structure != "auto" or val is None or not _parts(model) or result.status != "completed":
         return model, result
-    parts = _parts(model)
-    removed_list: list[str] = []
-    record: dict[str, Any] = {}
-    balance = energy_balance(model, val)
-    record["energy_balance"] = balance
-    if not balance["dissipative"]:  # the held-out data keep their energy: nothing may drain it
-        removed_list += parts
-    series = to_series(model, val, next(model.parameters()).device)  # the pruned model observes data alike
-    if balance["dissipative"] and "residual" in parts:
-        with_r, without_r = _score_without(model, (), series), _score_without(model, ("residual",), series)
-        record["rollout_error"] = {"with residual": with_r, "without": without_r}
-        if without_r <= (1 + TOLERANCE) * with_r:
-            removed_list.append("residual")
-    removed = tuple(removed_list)
-    record.update(removed=list(removed), kept=[p for p in parts if p not in removed])
-    score_before = _score_without(model, removed, series)
+    removed, record, score_before = distributed.on_writer(functools.partial(_choose, model, val))
     if removed:
         model = without(model, removed)
         if rebuilt is not None:
@@ -151,7 +163,7 @@ def fit_structure(
         best_val = more.best_val if more.best_val is not None else result.best_val
         result = dataclasses.replace(result, seconds=result.seconds + more.seconds, best_val=best_val)
         record["refine_steps"] = more.steps_done
-        if validation_error(model.eval(), series, None) > score_before:
+        if distributed.on_writer(functools.partial(_held_out_error, model, val)) > score_before:
             model.load_state_dict(before)  # the further steps did not help: keep the pruned weights
             record["refine_kept"] = False
     model.config.structure = record

@@ -54,11 +54,17 @@ def to_series(
 
 
 def sample_windows(
-    series: SeriesTensors, horizon: int, batch_size: int, generator: torch.Generator
+    series: SeriesTensors,
+    horizon: int,
+    batch_size: int,
+    generator: torch.Generator,
+    rows: slice | None = None,
 ) -> tuple[Tensor, Tensor | None, tuple[Tensor, Tensor] | None]:
     """Random windows of horizon + 1 consecutive points: obs (B, h+1, ...), actions (B, h, A).
 
     Drawn uniformly over (trajectory, start); the generator makes the sequence reproducible.
+    `rows`: keep only these of the B windows drawn (a data-parallel rank's share of the global
+    batch: the generator advances as for the whole batch, so the shares add up to it).
     """
     n, t = series.n_trajectories, series.n_times
     if horizon < 1 or horizon > t - 1:
@@ -66,6 +72,8 @@ def sample_windows(
     dev = series.obs.device
     traj = torch.randint(0, n, (batch_size,), generator=generator).to(dev)
     start = torch.randint(0, t - horizon, (batch_size,), generator=generator).to(dev)
+    if rows is not None:
+        traj, start = traj[rows], start[rows]
     idx = start[:, None] + torch.arange(horizon + 1, device=dev)  # (B, h+1)
     obs = series.obs[traj[:, None], idx]
     actions = None if series.actions is None else series.actions[traj[:, None], idx[:, :-1]]
