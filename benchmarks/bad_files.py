@@ -5,7 +5,8 @@ killed at random instants.
     python benchmarks/bad_files.py --kills 200
 
 Data files (tests/hostile.py) go through the CLI's `inspect`, `train --data`, `eval RUN --data` and
-`render RUN --data` (in process, as `main()`), and the studio's Train tab (its file picker).
+`render RUN --data` (in process, as `main()`), and the studio's Train tab (its file picker, and
+its upload: refused with a message, nothing left in the workspace).
 Checkpoints (tests/hostile_checkpoints.py, made from a real small run) go through `load_model`,
 the CLI's `eval`, `render` and `plan`, and the studio's model list (a workspace whose runs/ holds
 the corpus: each run is either not offered with its reason in the notice, or offered and refused
@@ -95,9 +96,31 @@ def data_files(root: Path) -> dict[str, Any]:
             outcome, said = cli(make(path))
             count(doors[door], outcome, f"{door}: {name}", said, problems)
     doors["studio train tab"] = _studio_picker(root, paths, problems)
+    doors["studio upload"] = _studio_upload(root, paths, problems)
     written = (root / "never").exists() or (root / "never.gif").exists()
     return {"files": len(paths), "doors": doors, "unpickled": int(hostile.unpickled(folder)),
             "anything_written": written, "problems": problems}  # fmt: skip
+
+
+def _studio_upload(root: Path, paths: dict[str, Path], problems: dict[str, str]) -> dict[str, int]:
+    """Each file uploaded through the Train tab's file input: refused with a message, nothing left."""
+    from hwm_studio.ui.train import TrainPanel, TrainSource
+    from hwm_studio.workspace import Workspace
+
+    ws = Workspace(root / "ws_upload")
+    panel = TrainPanel(lambda: TrainSource("pendulum", 0), ws)
+    door = _door()
+    for name, path in paths.items():
+        try:
+            panel.upload.param.update(filename=f"up_{path.name}", value=path.read_bytes() or b"\0")
+        except Exception as exc:
+            count(door, "traceback", f"upload: {name}", f"{type(exc).__name__}: {exc}", problems)
+            continue
+        left = sorted(p.name for p in ws.root.iterdir() if p.name != "runs")
+        ok = panel.status.object.startswith("**Upload refused:**") and not left
+        count(door, "refused" if ok else "accepted", f"upload: {name}", f"{panel.status.object} {left}", problems)
+    panel.close()
+    return door
 
 
 def _studio_picker(root: Path, paths: dict[str, Path], problems: dict[str, str]) -> dict[str, int]:
