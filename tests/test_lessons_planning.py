@@ -203,3 +203,26 @@ def test_07_the_notebook_says_where_the_data_comes_from_and_runs_when_it_is_ther
     code = _notebook_code("07")
     assert '"dissipation": "none", "residual": False' in code  # a conservative model in the race
     assert '"hnn"' in code
+
+
+# --- 09: data efficiency --------------------------------------------------------------------------
+def test_09_the_curves_show_a_spread_over_seeds() -> None:
+    from hwm_studio.training import efficiency
+
+    saved = efficiency.load_results()
+    if saved is None:
+        pytest.skip("benchmarks/results/data_efficiency.json is not in this checkout")
+    for kind in ("hwm", "mlp"):
+        for n in efficiency.sizes_of(saved["rows"], "pendulum", kind):
+            assert len({r["seed"] for r in efficiency.rows_of(saved["rows"], "pendulum", kind, n)}) >= 3
+        c = efficiency.curve(saved["rows"], "pendulum", kind, "vpt")
+        assert all(lo <= m <= hi for lo, m, hi in zip(c["lo"], c["mean"], c["hi"], strict=True))
+        assert any(hi > lo for lo, hi in zip(c["lo"], c["hi"], strict=True))  # seeds differ: a real spread
+    nbformat = pytest.importorskip("nbformat")
+    nb = nbformat.read(next(EXAMPLES.glob("09_*.ipynb")), as_version=4)
+    knobs = nb.cells[1].source
+    assert "SEEDS = (0, 1, 2)" in knobs
+    assert "(0, 1)" in knobs.split("if QUICK:")[1]  # two seeds even in the quick test run
+    code = _notebook_code("09")
+    assert 'c["lo"]' in code  # the range over seeds is drawn
+    assert "benchmarks/results/data_efficiency.json" in code  # and its source named
