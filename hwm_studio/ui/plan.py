@@ -32,6 +32,7 @@ from hwm_studio.planning.costs import cost_values
 from hwm_studio.planning.presets import default_target_energy, preset_cost, preset_names
 from hwm_studio.state import PhaseState
 from hwm_studio.systems.base import System
+from hwm_studio.ui.help import help_card
 from hwm_studio.ui.loops import Schedule, Ticker, clicked, served_schedule
 from hwm_studio.ui.views import MODEL, TOOLS, TRUTH
 
@@ -391,4 +392,5 @@ class PlanPanel(pn.viewable.Viewer):
             pn.pane.Bokeh(self.actions_fig, sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
         )  # fmt: skip
-        return pn.Row(pn.Column(controls, buttons, width=300), views, sizing_mode="stretch_width")
+        body = pn.Row(pn.Column(controls, buttons, width=300), views, sizing_mode="stretch_width")
+        return pn.Column(help_card("Plan"), body, sizing_mode="stretch_width")
