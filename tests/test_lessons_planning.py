@@ -226,3 +226,147 @@ def test_09_the_curves_show_a_spread_over_seeds() -> None:
     code = _notebook_code("09")
     assert 'c["lo"]' in code  # the range over seeds is drawn
     assert "benchmarks/results/data_efficiency.json" in code  # and its source named
+
+
+# --- 10: failure modes ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def noisy_springs(tmp_path_factory):
+    """The HWM trained with structure full and auto on a noisy ideal spring (notebook 10, smaller)."""
+    import dataclasses
+
+    from hwm_studio.data.simulate import simulate
+    from hwm_studio.training.fit import TrainConfig
+    from hwm_studio.training.run import train_run
+
+    torch.set_num_threads(1)
+    spring = get_system("spring")
+    clean = simulate(spring, 24, 60, seed=0)
+    rng = np.random.default_rng(0)
+    noisy = dataclasses.replace(clean, q=clean.q + 0.05 * clean.q.std() * rng.normal(size=clean.q.shape),
+                                p=clean.p + 0.05 * clean.p.std() * rng.normal(size=clean.p.shape))  # fmt: skip
+    config = TrainConfig(steps=150, horizon=6, val_every=37, seed=0, device="cpu")
+    out = tmp_path_factory.mktemp("springs")
+    return {s: train_run(noisy, out / s, "hwm", config, model_options={"hidden": 32}, structure=s)[0]
+            for s in ("full", "auto")}  # fmt: skip
+
+
+def test_10_on_an_ideal_spring_the_full_model_spends_friction_and_residual_on_noise(noisy_springs) -> None:
+    from hwm_studio.data.simulate import simulate
+    from hwm_studio.training.evaluate import evaluate
+
+    held_out = simulate(get_system("spring"), 8, 1001, seed=1000)
+    full, _, _ = evaluate(noisy_springs["full"], held_out)
+    auto, _, _ = evaluate(noisy_springs["auto"], held_out)
+    assert full["power"]["dissipated"] > 1e-4  # friction takes power where the truth has none
+    assert full["power"]["residual"] > 1e-6
+    assert noisy_springs["auto"].config.structure["removed"] == ["friction", "residual"]
+    assert auto["power"] is None  # no ports left to take any
+    assert auto["energy_mse"] < full["energy_mse"] / 30  # the drain is what ruins the long rollouts
+
+
+def test_10_the_learned_potential_is_right_only_where_the_data_went(noisy_springs) -> None:
+    model = noisy_springs["auto"]
+    h = model.hamiltonian_field.hamiltonian
+
+    def v(q: float) -> float:
+        with torch.no_grad():
+            z, z0 = (model.latent(torch.full((1, 1, 1), x), torch.zeros(1, 1, 1)) for x in (q, 0.0))
+            return float(h.energy(z)[0] - h.energy(z0)[0])
+
+    assert v(0.5) == pytest.approx(0.5 * 0.5**2, rel=0.1)  # inside the data (|q| <~ 1)
+    assert v(3.0) < 0.75 * 0.5 * 3.0**2  # far outside: well below the true k q^2 / 2
+
+
+def test_10_leapfrog_blows_up_past_two_over_the_models_frequency(noisy_springs) -> None:
+    from hwm_studio.physics.integrators import get_integrator
+    from hwm_studio.physics.rollout import rollout
+
+    model = noisy_springs["auto"]
+    h = model.hamiltonian_field.hamiltonian
+
+    def h_at(q: float, p: float) -> float:
+        with torch.no_grad():
+            return float(h.energy(model.latent(torch.full((1, 1, 1), float(q)), torch.full((1, 1, 1), float(p))))[0])
+
+    e = 1e-2
+    h_qq = (h_at(e, 0) - 2 * h_at(0, 0) + h_at(-e, 0)) / e**2
+    h_pp = (h_at(0, e) - 2 * h_at(0, 0) + h_at(0, -e)) / e**2
+    limit = 2 / math.sqrt(h_qq * h_pp)
+
+    def largest_swing(field, integrator, z0, dt):
+        with torch.no_grad():
+            return float(rollout(field, integrator, z0, None, dt, 300, record_energy=False).q.abs().max()) / 0.1
+
+    small = model.latent(torch.full((1, 1, 1), 0.1), torch.zeros(1, 1, 1))
+    assert largest_swing(model.hamiltonian_field, model.integrator, small, 0.97 * limit) < 1.5
+    assert largest_swing(model.hamiltonian_field, model.integrator, small, 1.05 * limit) > 3
+    true_small = PhaseState(torch.full((1, 1, 1), 0.1, dtype=torch.float64), torch.zeros(1, 1, 1, dtype=torch.float64))
+    spring, leapfrog = get_system("spring").field(0.0), get_integrator("leapfrog")
+    assert largest_swing(spring, leapfrog, true_small, 1.95) < 1.5  # omega = 1: the limit is 2
+    assert largest_swing(spring, leapfrog, true_small, 2.05) > 1e3
+
+
+def test_10_the_energetic_double_pendulum_is_chaotic_and_bounds_the_vpt() -> None:
+    from hwm_studio.metrics import normalised_error, scale, valid_steps
+    from hwm_studio.physics.integrators import get_integrator
+
+    double = get_system("double_pendulum")
+    step = get_integrator("rk4").stepper(double.field(0.0), 0.01)
+    gen = torch.Generator().manual_seed(0)
+
+    def follow(z: PhaseState, n: int = 700) -> tuple[np.ndarray, np.ndarray]:
+        qs, ps = [z.q], [z.p]
+        for _ in range(n):
+            z = step(z, None)
+            qs.append(z.q)
+            ps.append(z.p)
+        return torch.stack(qs, 1).numpy(), torch.stack(ps, 1).numpy()
+
+    t = 0.01 * np.arange(701)
+    exponents = {}
+    energetic = 1.6 + 0.8 * torch.rand(4, 2, 1, generator=gen, dtype=torch.float64)
+    for name, z in {"energetic": PhaseState(energetic, torch.zeros_like(energetic)),
+                    "gentle": double.sample_initial(4, gen)}.items():  # fmt: skip
+        d = torch.randn(4, 4, generator=gen, dtype=torch.float64)
+        d = 1e-8 * d / d.norm(dim=1, keepdim=True)
+        (qa, pa), (qb, pb) = follow(z), follow(PhaseState(z.q + d[:, :2, None], z.p + d[:, 2:, None]))
+        log_d = np.log(np.sqrt(((qa - qb) ** 2).sum((2, 3)) + ((pa - pb) ** 2).sum((2, 3)))).mean(0)
+        exponents[name] = np.polyfit(t[t >= 1.0], log_d[t >= 1.0], 1)[0]
+        if name == "energetic":
+            reference, start = (qa, pa), z
+    assert exponents["energetic"] > 0.7, exponents
+    assert exponents["gentle"] < 0.3, exponents
+    # a perfect model started eps off: VPT grows like ln(1 / eps) / lambda
+    qa, pa = reference
+    sq, sp = scale(qa, (0, 1)), scale(pa, (0, 1))
+    vpt = {}
+    for eps in (1e-2, 1e-4):
+        qb, pb = follow(PhaseState(start.q + eps * torch.as_tensor(sq), start.p + eps * torch.as_tensor(sp)))
+        vpt[eps] = 0.01 * valid_steps(normalised_error(qb, pb, qa, pa, sq, sp, angular=True)).mean()
+    gained = vpt[1e-4] - vpt[1e-2]
+    assert gained == pytest.approx(math.log(100) / exponents["energetic"], rel=0.5), (vpt, exponents)
+
+
+# --- the studio's help --------------------------------------------------------------------------
+def test_every_studio_tab_shows_its_help_with_an_equation(tmp_path) -> None:
+    pn = pytest.importorskip("panel")
+    from hwm_studio.ui import studio as studio_module
+    from hwm_studio.ui.help import HELP, TITLE
+    from hwm_studio.ui.notebook import studio as make_studio
+
+    assert set(HELP) == set(studio_module.TABS)
+    studio = make_studio(workspace=tmp_path / "ws", threads=None)
+    try:
+        tabs = dict(zip(studio_module.TABS, (studio.explore, studio.compare, studio.training, studio.planning,
+                                             studio.play, studio.efficiency), strict=True))  # fmt: skip
+        for name, component in tabs.items():
+            layout = component.__panel__()
+            cards = [c for c in layout.select(pn.Card) if c.title == TITLE]
+            assert len(cards) == 1, name
+            assert layout.objects[0] is cards[0], f"{name}: the help is not at the top"
+            text = cards[0].objects[0].object
+            assert text == HELP[name].strip()
+            assert "=" in text, f"{name}: no equation"
+            assert "$" not in text, f"{name}: LaTeX would make Panel load a math renderer from outside"
+    finally:
+        studio.close()

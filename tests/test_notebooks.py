@@ -47,7 +47,7 @@ def test_importing_the_library_imports_no_ui_stack() -> None:
 # --- the notebooks as files --------------------------------------------------------------------------
 def test_the_eight_lessons_are_there_without_outputs() -> None:
     nbformat = pytest.importorskip("nbformat")
-    assert [p.name[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06", "07", "08"]
+    assert [p.name[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06", "07", "09", "10"]
     for path in NOTEBOOKS:
         nb = nbformat.read(path, as_version=4)
         nbformat.validate(nb)
