@@ -6,7 +6,7 @@
 
 The protocol (held-out set, nested training sets per seed, training as the CLI trains, the same
 steps whatever the size, VPT and true-energy MSE over 1000 steps) is hwm_studio/training/efficiency.py,
-which notebook 08 and the studio use too.
+which notebook 09 and the studio use too.
 Writes benchmarks/results/data_efficiency.json (rows of runs not redone are kept) and a PNG, and
 prints, per system, how many trajectories the MLP needs to reach the HWM's VPT at 8.
 """

@@ -23,7 +23,7 @@ from hwm_studio.planning.costs import (
 from hwm_studio.planning.envs import Env, GymnasiumEnv, Step, SystemEnv
 from hwm_studio.planning.mpc import Episode, MPCStep, run_episodes, run_mpc
 from hwm_studio.planning.mppi import MPPI
-from hwm_studio.planning.planners import Planner, PlanResult, Rollout
+from hwm_studio.planning.planners import Planner, PlanResult, Rollout, sequence_cost
 from hwm_studio.planning.rollouts import model_rollout, system_rollout, true_rollout, true_step
 from hwm_studio.planning.tasks import PLANNERS, Task, get_task, task_names
 
@@ -58,6 +58,7 @@ __all__ = [
     "model_rollout",
     "run_episodes",
     "run_mpc",
+    "sequence_cost",
     "system_rollout",
     "task_names",
     "true_rollout",

@@ -190,6 +190,25 @@ class _Evaluator:
             raise ValueError("the rollout gave non-finite states for every candidate (the model diverged)")
 
 
+def sequence_cost(rollout: Rollout, state: PhaseState, actions: Tensor, cost: CostFn) -> float:
+    """The cost of one action sequence (T, A) from one state (batch 1) under `rollout`.
+
+    Under the model the plan was made in, it is what the planner imagines the plan costs; under the
+    true dynamics, what the plan earns. For CEM the chosen plan (the refit mean) is not one of the
+    candidates, so its cost is not `PlanResult.costs[elites[0]]` (the best candidate's): this
+    rolls it out.
+    """
+    if state.batch_size != 1:
+        raise ValueError(f"a sequence's cost is taken from one state (batch 1), got batch {state.batch_size}")
+    if actions.dim() != 2:
+        raise ValueError(f"actions must be one sequence (T, A), got shape {tuple(actions.shape)}")
+    device = torch.device(getattr(rollout, "device", None) or state.device)
+    dtype = getattr(rollout, "dtype", None) or state.dtype
+    acts = actions.to(device, dtype)[None]  # (1, T, A)
+    q, p, energy = rollout(state.q.to(device, dtype), state.p.to(device, dtype), acts)
+    return float(cost_values(cost, q, p, acts, energy)[0])
+
+
 def select_elites(costs: Tensor, k: int) -> Tensor:
     """Indices of the k lowest costs, best first: (k,)."""
     return torch.topk(costs, k, largest=False, sorted=True).indices

@@ -1,6 +1,6 @@
 """The data-efficiency protocol: long-horizon quality against the number of training trajectories.
 
-One definition for the benchmark (benchmarks/data_efficiency.py), notebook 08 and the studio:
+One definition for the benchmark (benchmarks/data_efficiency.py), notebook 09 and the studio:
   - one held-out set per system (TEST trajectories of LONG steps from unseen starts, no actions),
     never trained on;
   - per seed a pool of training trajectories; the size-n set is the pool's first n, so a larger set

@@ -14,6 +14,7 @@ import panel as pn
 from bokeh.models import ColumnDataSource
 from bokeh.plotting import figure
 
+from hwm_studio.ui.help import help_card
 from hwm_studio.ui.session import Rollout, Session
 from hwm_studio.ui.views import MODEL, OTHER, TOOLS, TRUTH, MetricsView, PhaseView
 
@@ -60,6 +61,7 @@ class ComparePanel(pn.viewable.Viewer):
 
     def __panel__(self) -> pn.viewable.Viewable:
         return pn.Column(
+            help_card("Compare"),
             pn.Row(self.model_phase, self.base_phase, sizing_mode="stretch_width"),
             pn.Row(pn.pane.Bokeh(self._energy_figure(), sizing_mode="stretch_width"),
                    pn.pane.Bokeh(self._error_figure(), sizing_mode="stretch_width"),

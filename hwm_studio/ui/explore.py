@@ -22,6 +22,7 @@ from bokeh.events import Tap
 from hwm_studio.models import WorldModel
 from hwm_studio.physics.integrators import INTEGRATORS
 from hwm_studio.scene import SCHEDULES, ActionSchedule, Scene, SceneResult, SceneSpec, with_initial
+from hwm_studio.ui.help import help_card
 from hwm_studio.ui.loops import clicked
 from hwm_studio.ui.session import Mute, Rollout, Session
 from hwm_studio.ui.views import CouplingView, EnergyView, MetricsView, PhaseView, VideoView
@@ -305,6 +306,7 @@ class ExplorePanel(pn.viewable.Viewer):
             self.enable_3d()
         views_3d = [self.entity3d] if self.show_3d and self.entity3d is not None else []
         return pn.Column(
+            help_card("Explore"),
             pn.Row(self.phase, self.energy, sizing_mode="stretch_width"),
             pn.Row(self.metrics, pn.Column(self.video, *views_3d), self.couplings, sizing_mode="stretch_width"),
             sizing_mode="stretch_width",

@@ -28,9 +28,11 @@ from bokeh.plotting import figure
 
 from hwm_studio.models import WorldModel
 from hwm_studio.planning import PLANNERS, MPCStep, Planner, PlanResult, SystemEnv, model_rollout, run_mpc
+from hwm_studio.planning.costs import cost_values
 from hwm_studio.planning.presets import default_target_energy, preset_cost, preset_names
 from hwm_studio.state import PhaseState
 from hwm_studio.systems.base import System
+from hwm_studio.ui.help import help_card
 from hwm_studio.ui.loops import Schedule, Ticker, clicked, served_schedule
 from hwm_studio.ui.views import MODEL, TOOLS, TRUTH
 
@@ -65,7 +67,8 @@ class Drawn:
     chosen_p: np.ndarray
     actions: np.ndarray  # (T, A) the chosen plan
     n_candidates: int
-    best_cost: float
+    chosen_cost: float  # the chosen plan's cost as the model imagines it (what the status reports)
+    best_cost: float  # the cheapest candidate of the last iteration (CEM's chosen mean is not one of them)
     seconds: float
 
 
@@ -181,9 +184,11 @@ class PlanPanel(pn.viewable.Viewer):
         return ctx, planner, cost, note
 
     @staticmethod
-    def _reduce(rollout: Any, state: PhaseState, plan: PlanResult, seconds: float) -> Drawn:
-        """The plan as drawn: a subset of candidates, the elites, and the chosen plan's future."""
-        q_c, p_c, _ = rollout(state.q, state.p, plan.actions[None])  # (1, T+1, E, D): what the model expects
+    def _reduce(rollout: Any, state: PhaseState, plan: PlanResult, seconds: float, cost: Any) -> Drawn:
+        """The plan as drawn: a subset of candidates, the elites, and the chosen plan's future and cost."""
+        acts = plan.actions[None]
+        q_c, p_c, e_c = rollout(state.q, state.p, acts)  # (1, T+1, E, D): what the model expects
+        chosen_cost = float(cost_values(cost, q_c, p_c, acts.to(q_c), e_c, check_finite=False)[0])
         elites = plan.elites
         costs = plan.costs[elites[:1]]
         return Drawn(
@@ -195,6 +200,7 @@ class PlanPanel(pn.viewable.Viewer):
             chosen_p=p_c[0].cpu().numpy(),
             actions=plan.actions.cpu().numpy(),
             n_candidates=int(plan.candidates.shape[0]),
+            chosen_cost=chosen_cost,
             best_cost=float(costs[0]) if len(costs) else float("nan"),
             seconds=seconds,
         )
@@ -217,7 +223,7 @@ class PlanPanel(pn.viewable.Viewer):
             state = self._start_state(ctx, ctx.model)  # type: ignore[arg-type]
             t0 = time.perf_counter()
             result = planner.plan(rollout, state, cost)
-            drawn = self._reduce(rollout, state, result, time.perf_counter() - t0)
+            drawn = self._reduce(rollout, state, result, time.perf_counter() - t0, cost)
         except (ValueError, RuntimeError) as exc:
             self.status.object = f"**Cannot plan:** {exc}"
             return None
@@ -227,8 +233,9 @@ class PlanPanel(pn.viewable.Viewer):
         self._draw(drawn, ctx, t_now=0.0, force_3d=True)
         self.status.object = (
             f"Planned with **{self.planner.upper()}**: {drawn.n_candidates} candidates × {self.iterations} iterations "
-            f"× {self.horizon} steps in {1e3 * drawn.seconds:.0f} ms; best imagined cost {drawn.best_cost:.4g} "
-            f"(first {min(DRAWN, drawn.n_candidates)} candidates of the last iteration drawn)."
+            f"× {self.horizon} steps in {1e3 * drawn.seconds:.0f} ms; the chosen plan's imagined cost "
+            f"{drawn.chosen_cost:.4g} (the best candidate's {drawn.best_cost:.4g}; first "
+            f"{min(DRAWN, drawn.n_candidates)} candidates of the last iteration drawn)."
         )
         return drawn
 
@@ -261,7 +268,7 @@ class PlanPanel(pn.viewable.Viewer):
 
         def on_step(step: MPCStep) -> bool:
             state = PhaseState(step.state.q.to(like), step.state.p.to(like))
-            self._queue.put(("step", step, self._reduce(rollout, state, step.plan, step.plan_seconds)))
+            self._queue.put(("step", step, self._reduce(rollout, state, step.plan, step.plan_seconds, cost)))
             return not self._stop.is_set()
 
         def work() -> None:
@@ -385,4 +392,5 @@ class PlanPanel(pn.viewable.Viewer):
             pn.pane.Bokeh(self.actions_fig, sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
         )  # fmt: skip
-        return pn.Row(pn.Column(controls, buttons, width=300), views, sizing_mode="stretch_width")
+        body = pn.Row(pn.Column(controls, buttons, width=300), views, sizing_mode="stretch_width")
+        return pn.Column(help_card("Plan"), body, sizing_mode="stretch_width")

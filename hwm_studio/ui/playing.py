@@ -28,6 +28,7 @@ from panel.custom import JSComponent
 from hwm_studio.models.base import WorldModel
 from hwm_studio.play import Pacer, Player, live_dt
 from hwm_studio.systems.base import System
+from hwm_studio.ui.help import help_card
 from hwm_studio.ui.loops import Schedule, served_schedule, under_lock
 from hwm_studio.workspace import Workspace
 
@@ -619,6 +620,7 @@ class PlayPanel(pn.viewable.Viewer):
             width=320,
         )
         return pn.Column(
+            help_card("Play"),
             pn.pane.Markdown(
                 "Model (left) | truth (right), under the same held actions. The model sees the "
                 "truth only when you press Resync."

@@ -25,6 +25,7 @@ from hwm_studio.systems import known_as
 from hwm_studio.training.fit import TrainConfig, kind_defaults
 from hwm_studio.training.job import TrainingJob
 from hwm_studio.training.run import system_dataset
+from hwm_studio.ui.help import help_card
 from hwm_studio.ui.loops import Schedule, Ticker, clicked, served_schedule
 from hwm_studio.ui.session import LIVE
 from hwm_studio.ui.views import MODEL, OTHER, TOOLS
@@ -238,5 +239,7 @@ class TrainPanel(pn.viewable.Viewer):
         controls = pn.Column(self.data, self.upload, self.kind, pn.Row(self.steps, self.lr), pn.Row(start, pause, stop),
                              self.save_name, save, width=290)  # fmt: skip
         note = pn.pane.Markdown(f"Choose **{LIVE}** as the model on the Explore tab to watch it learn.")
-        return pn.Row(controls, pn.Column(self.status, pn.pane.Bokeh(fig, sizing_mode="stretch_width"), note,
-                                          sizing_mode="stretch_width"), sizing_mode="stretch_width")  # fmt: skip
+        return pn.Column(help_card("Train"), pn.Row(
+            controls, pn.Column(self.status, pn.pane.Bokeh(fig, sizing_mode="stretch_width"), note,
+                                sizing_mode="stretch_width"), sizing_mode="stretch_width"),
+            sizing_mode="stretch_width")  # fmt: skip

@@ -17,6 +17,7 @@ from bokeh.plotting.contour import contour_data
 from hwm_studio.metrics import VPT_THRESHOLD
 from hwm_studio.scene import SceneResult
 from hwm_studio.training.efficiency import curve, match_sentence
+from hwm_studio.ui.help import help_card
 from hwm_studio.viz.frames import error_map, to_rgba_uint32
 
 TRUTH = "#222222"
@@ -358,6 +359,6 @@ class EfficiencyView(pn.viewable.Viewer):
         )
 
     def __panel__(self) -> pn.viewable.Viewable:
-        return pn.Column(self.note, pn.Row(*(pn.pane.Bokeh(f, sizing_mode="stretch_width") for f in
-                                             self.figures.values()), sizing_mode="stretch_width"),
+        figures = pn.Row(*(pn.pane.Bokeh(f, sizing_mode="stretch_width") for f in self.figures.values()),
                          sizing_mode="stretch_width")  # fmt: skip
+        return pn.Column(help_card("Data efficiency"), self.note, figures, sizing_mode="stretch_width")
