@@ -7,9 +7,12 @@ Serves the studio page (hwm_studio.ui.app.studio_page, as `make studio` does) in
 a temporary workspace; Bokeh discards a closed session after 1 s unused (checked every 0.5 s) rather
 than its 15 s default, so 200 sessions fit in minutes: the cleanup code run is the same. Headless
 Debian chromium (playwright) opens each session, waits until the first rollout is drawn, and closes
-the tab. The server process reports, after each closed session is discarded, its RSS (/proc) and how
-many Studio objects are still alive (a WeakSet, after gc), its Python object count and how many
-graphs it has traced: object counts separate a leak from the allocator keeping freed pages.
+the tab. The server process reports, after each closed session is discarded, its RSS (/proc) and its
+parts (malloc's heap, other anonymous memory, mapped files), how many Studio objects are still alive
+(a WeakSet, after gc), its Python object count, how many graphs it has traced and how often the
+studio trimmed malloc's heap: object counts separate a leak from the allocator keeping freed pages.
+The probe's full collection is what triggers a pending trim here; served, Panel's own collection a
+few seconds after a session is destroyed does.
 Writes benchmarks/results/sessions_memory.json.
 """
 
@@ -43,12 +46,33 @@ def rss_mb(pid: int | str = "self") -> float:
     raise RuntimeError("no VmRSS")
 
 
+def rss_parts_mb(pid: int | str = "self") -> dict[str, float]:
+    """RSS by kind of mapping (/proc smaps): malloc's main heap, other anonymous memory (Python's
+    object arenas, threads' malloc arenas, large blocks), and mapped files (libraries). Read line by
+    line: reading the file whole put ~14 MB back into a just-trimmed heap, the probe measuring itself."""
+    parts = {"heap": 0.0, "anonymous": 0.0, "files": 0.0, "other": 0.0}
+    kind = "other"
+    with open(f"/proc/{pid}/smaps") as smaps:
+        for line in smaps:
+            fields = line.split(maxsplit=5)
+            if not fields[0].endswith(":"):  # a mapping's first line: range perms offset dev inode [path]
+                kind = _kind(fields[5].strip() if len(fields) > 5 else "")
+            elif fields[0] == "Rss:":
+                parts[kind] += int(fields[1]) / 1024
+    return {k: round(v, 1) for k, v in parts.items()}
+
+
+def _kind(path: str) -> str:
+    return "heap" if path == "[heap]" else "files" if path.startswith("/") else "other" if path else "anonymous"
+
+
 def serve(port: int, workspace: str) -> None:
     """The subprocess: the studio, one Studio per session, plus /probe reporting RSS and live objects."""
     import panel as pn
     from tornado.web import RequestHandler
 
     from hwm_studio.physics.fused import shared_graph_count
+    from hwm_studio.ui import heap
     from hwm_studio.ui.app import studio_page
     from hwm_studio.workspace import Workspace
 
@@ -61,9 +85,13 @@ def serve(port: int, workspace: str) -> None:
 
     class Probe(RequestHandler):
         def get(self) -> None:
-            gc.collect()
-            self.write({"rss_mb": rss_mb(), "studios_alive": len(alive), "threads": threading.active_count(),
-                        "objects": len(gc.get_objects()), "traced_graphs": shared_graph_count()})  # fmt: skip
+            gc.collect()  # frees closed sessions' objects (and runs a trim a closed session armed)
+            # RSS is read after the probe's own allocations (its list of every object touches ~20 MB),
+            # so each reading, right after a trim or long after one, holds the same probe footprint
+            objects = len(gc.get_objects())
+            self.write({"rss_mb": rss_mb(), "rss_parts_mb": rss_parts_mb(), "studios_alive": len(alive),
+                        "threads": threading.active_count(), "objects": objects,
+                        "traced_graphs": shared_graph_count(), "heap_trims": heap.trims})  # fmt: skip
 
     pn.serve({"studio": page}, port=port, address="127.0.0.1", show=False, websocket_origin=[f"127.0.0.1:{port}"],
              unused_session_lifetime=1000, check_unused_sessions=500, extra_patterns=[("/probe", Probe)])  # fmt: skip
@@ -139,6 +167,9 @@ def run(sessions: int) -> dict:
         "rss_after_last_mb": samples[-1]["rss_mb"],
         "rss_30s_after_last_mb": final["rss_mb"],
         "growth_mb": round(final["rss_mb"] - first, 1),
+        "rss_parts_after_first_mb": samples[0]["rss_parts_mb"],
+        "rss_parts_30s_after_last_mb": final["rss_parts_mb"],
+        "heap_trims": final["heap_trims"],
         "studios_alive_at_end": final["studios_alive"],
         "threads_before": start["threads"],
         "threads_at_end": final["threads"],

@@ -1,4 +1,5 @@
-"""The served page: one Studio per session inside a template; its training stops with the session.
+"""The served page: one Studio per session inside a template; its training stops with the session,
+and the memory it took goes back to the operating system (`ui/heap.py`).
 
 The Studio is built when the browser's websocket connects (`pn.state.onload`), not when the page
 is requested: a plain HTTP GET runs this app too (Bokeh makes a session per request), and building
@@ -18,6 +19,7 @@ from collections.abc import Callable
 import panel as pn
 import torch
 
+from hwm_studio.ui.heap import trim_after_next_collection
 from hwm_studio.ui.studio import Studio
 from hwm_studio.workspace import Workspace
 
@@ -50,6 +52,7 @@ def studio_page(
         def closed(_ctx: object) -> None:
             _STUDIOS.pop(doc, None)  # the Studio refers to its document: a weak key alone would not go
             studio.close()
+            trim_after_next_collection()
 
         pn.state.on_session_destroyed(closed)
         holder[:] = [studio]
