@@ -1,9 +1,11 @@
 """The served studio driven by a scripted browser: what the session benchmarks and tests share.
 
 Server side, `serve` runs the studio page as `make studio` does (hwm_studio.ui.app.studio_page, one
-Studio per session, one torch thread) in a process of its own, plus `/probe`: its RSS, how many
-Studios are alive (a WeakSet, after gc), Python objects, traced graphs, threads, and how many
-errors its loggers reported (a callback that raised is logged by Bokeh/Panel at ERROR).
+Studio per session, one torch thread) in a process of its own, plus `/probe`: its RSS and RSS's
+parts (malloc's heap, other anonymous memory, mapped files), how many Studios were built and are
+alive (a WeakSet, after gc), Python objects, traced graphs, threads, heap trims, and how many
+errors its loggers reported (a callback that raised is logged by Bokeh/Panel at ERROR): object
+counts separate a leak from the allocator keeping freed pages.
 `Server` starts that process on a free port and reads the probe.
 
 Browser side, `LATENCY_JS` is injected before the page's scripts: it notes the time of the first
@@ -43,6 +45,26 @@ def rss_mb(pid: int | str = "self") -> float:
     raise RuntimeError("no VmRSS")
 
 
+def rss_parts_mb(pid: int | str = "self") -> dict[str, float]:
+    """RSS by kind of mapping (/proc smaps): malloc's main heap, other anonymous memory (Python's
+    object arenas, threads' malloc arenas, large blocks), and mapped files (libraries). Read line by
+    line: reading the file whole put ~14 MB back into a just-trimmed heap, the probe measuring itself."""
+    parts = {"heap": 0.0, "anonymous": 0.0, "files": 0.0, "other": 0.0}
+    kind = "other"
+    with open(f"/proc/{pid}/smaps") as smaps:
+        for line in smaps:
+            fields = line.split(maxsplit=5)
+            if not fields[0].endswith(":"):  # a mapping's first line: range perms offset dev inode [path]
+                kind = _kind(fields[5].strip() if len(fields) > 5 else "")
+            elif fields[0] == "Rss:":
+                parts[kind] += int(fields[1]) / 1024
+    return {k: round(v, 1) for k, v in parts.items()}
+
+
+def _kind(path: str) -> str:
+    return "heap" if path == "[heap]" else "files" if path.startswith("/") else "other" if path else "anonymous"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -73,6 +95,7 @@ def serve(port: int, workspace: str, unused_session_ms: int | None = None) -> No
     from tornado.web import RequestHandler
 
     from hwm_studio.physics.fused import shared_graph_count
+    from hwm_studio.ui import heap
     from hwm_studio.ui.app import studio_page
     from hwm_studio.workspace import Workspace
 
@@ -89,11 +112,14 @@ def serve(port: int, workspace: str, unused_session_ms: int | None = None) -> No
 
     class Probe(RequestHandler):
         def get(self) -> None:
-            gc.collect()
-            self.write({"rss_mb": rss_mb(), "studios_alive": len(alive), "studios_built": built["studios"],
-                        "threads": threading.active_count(), "objects": len(gc.get_objects()),
-                        "traced_graphs": shared_graph_count(), "errors": errors.count,
-                        "last_errors": errors.last})  # fmt: skip
+            gc.collect()  # frees closed sessions' objects (and runs the heap trim a closed session armed)
+            # RSS is read after the probe's own allocations (its list of every object touches ~20 MB),
+            # so each reading, right after a trim or long after one, holds the same probe footprint
+            objects = len(gc.get_objects())
+            self.write({"rss_mb": rss_mb(), "rss_parts_mb": rss_parts_mb(), "studios_alive": len(alive),
+                        "studios_built": built["studios"], "threads": threading.active_count(),
+                        "objects": objects, "traced_graphs": shared_graph_count(), "heap_trims": heap.trims,
+                        "errors": errors.count, "last_errors": errors.last})  # fmt: skip
 
     lifetime = {}
     if unused_session_ms is not None:
